@@ -1,0 +1,34 @@
+//! The whole portcullis schema. Later features add behaviour, not tables: every table the
+//! session, token, JWT, audit and throttling features need is created here.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_users;
+mod m20261122_000002_sessions;
+mod m20261122_000003_tokens;
+mod m20261122_000004_operations;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_users::Migration),
+            Box::new(m20261122_000002_sessions::Migration),
+            Box::new(m20261122_000003_tokens::Migration),
+            Box::new(m20261122_000004_operations::Migration),
+        ]
+    }
+}
+
+/// A foreign key that disappears with its parent row (Django's `on_delete=CASCADE`).
+pub(crate) fn cascade(
+    from: (impl IntoIden, impl IntoIden),
+    to: (impl IntoIden, impl IntoIden),
+) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .from(from.0, from.1)
+        .to(to.0, to.1)
+        .on_delete(ForeignKeyAction::Cascade)
+        .to_owned()
+}
+

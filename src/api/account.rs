@@ -1,0 +1,97 @@
+//! Account endpoints: registration.
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, types::Example};
+
+use super::{
+    ApiTags,
+    body::DrfBody,
+    fields::{Char, Fields},
+};
+use crate::{
+    error::ApiError,
+    events::{EventContext, EventKind},
+    service::accounts::{self, MAX_PASSWORD, NewUser},
+    state::AppState,
+};
+
+pub struct AccountApi {
+    pub state: AppState,
+}
+
+/// A new account. Only `username` and `password` are required.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct RegisterRequest {
+    /// 150 characters or fewer: letters, digits and @/./+/-/_ only. Unique, ignoring case.
+    pub username: String,
+    /// Checked by Django's four default validators (similarity to the other fields, at
+    /// least 8 characters, not a common password, not entirely numeric).
+    pub password: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+impl Example for RegisterRequest {
+    fn example() -> Self {
+    Self {
+        username: "john".into(),
+        password: "correct-horse-battery".into(),
+        email: Some("john@example.com".into()),
+        first_name: None,
+        last_name: None,
+    }
+    }
+}
+
+/// The public fields of a user.
+#[derive(Debug, Object)]
+pub struct UserSummary {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+}
+
+#[derive(Debug, Object)]
+pub struct RegisterBody {
+    /// Always "User created successfully".
+    pub message: String,
+    pub user: UserSummary,
+}
+
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// The user was created.
+    #[oai(status = 201)]
+    Created(Json<RegisterBody>),
+}
+
+#[OpenApi(tag = "ApiTags::Account")]
+impl AccountApi {
+    /// Create an account
+    ///
+    /// As the seed's `register_user` view, with what it leaves out: Django's username rules
+    /// and password validators, and DRF's field errors. Answers 400 with a field map such as
+    /// `{"password": ["This password is too common."]}`.
+    #[oai(path = "/register/", method = "post", operation_id = "register")]
+    async fn register(&self, body: DrfBody<RegisterRequest>) -> Result<RegisterResponse, ApiError> {
+        let mut fields = Fields::new(&body.data)?;
+        let new = NewUser {
+            username: fields.char("username", Char { required: true, allow_blank: true, trim: false, max_length: None }),
+            email: fields.char("email", Char::OPTIONAL),
+            password: fields.char("password", Char::PASSWORD.max(MAX_PASSWORD)),
+            first_name: fields.char("first_name", Char::OPTIONAL),
+            last_name: fields.char("last_name", Char::OPTIONAL),
+            ..NewUser::default()
+        };
+        let state = &self.state;
+        let user = accounts::register(&state.db, &state.passwords, new, fields.errors).await?;
+        state.events.emit(
+            EventKind::UserCreated,
+            EventContext { user_id: Some(user.id), username: Some(user.username.clone()), ..Default::default() },
+        );
+        Ok(RegisterResponse::Created(Json(RegisterBody {
+            message: "User created successfully".into(),
+            user: UserSummary { id: user.id, username: user.username, email: user.email },
+        })))
+    }
+}

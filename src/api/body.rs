@@ -1,0 +1,76 @@
+//! Request bodies as DRF's default parsers read them: JSON or form-encoded into one
+//! `request.data` value, with DRF's errors for bad JSON (400), other media types (415), and
+//! bodies over `server.max_body_bytes` (413). The typed schema `T` is for the spec only;
+//! fields are checked by `fields::Fields` so that errors come out as DRF's field map.
+use std::marker::PhantomData;
+
+use poem::{Request, RequestBody};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ExtractParamOptions,
+    registry::{MetaMediaType, MetaRequest, Registry},
+    types::Type,
+};
+use serde_json::{Map, Value};
+
+use crate::{error::ApiError, state::AppState};
+
+pub struct DrfBody<T> {
+    pub data: Value,
+    _schema: PhantomData<fn() -> T>,
+}
+
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+impl<'a, T: Type> ApiExtractor<'a> for DrfBody<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        let content = [JSON, FORM].map(|content_type| MetaMediaType { content_type, schema: T::schema_ref() });
+        Some(MetaRequest { description: None, content: content.into(), required: true })
+    }
+
+    async fn from_request(req: &'a Request, body: &mut RequestBody, _: ExtractParamOptions<()>) -> poem::Result<Self> {
+        let limit = req.data::<AppState>().map_or(1 << 20, |s| s.settings.server.max_body_bytes);
+        let data = parse(req, body, limit).await?;
+        Ok(Self { data, _schema: PhantomData })
+    }
+}
+
+async fn parse(req: &Request, body: &mut RequestBody, limit: usize) -> Result<Value, ApiError> {
+    let bytes = body
+        .take()
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .into_bytes_limit(limit)
+        .await
+        .map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge(limit),
+            other => ApiError::Parse(format!("Could not read the request body: {other}")),
+        })?;
+    let content_type = req.content_type().unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    // DRF: no content type means no data, whatever the body.
+    if media_type.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    if media_type == JSON || (media_type.starts_with("application/") && media_type.ends_with("+json")) {
+        if bytes.is_empty() {
+            return Ok(Value::Object(Map::new()));
+        }
+        return serde_json::from_slice(&bytes).map_err(|e| ApiError::Parse(format!("JSON parse error - {e}")));
+    }
+    if media_type == FORM {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| ApiError::Parse(format!("Form parse error - {e}")))?;
+        // As Django's QueryDict.get: the last value of a repeated key wins.
+        let map = pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+        return Ok(Value::Object(map));
+    }
+    Err(ApiError::UnsupportedMediaType(content_type.to_owned()))
+}

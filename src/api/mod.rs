@@ -1,0 +1,35 @@
+//! HTTP handlers: thin, they parse, call a service, and map the result.
+pub mod account;
+pub mod body;
+pub mod fields;
+pub mod health;
+
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::state::AppState;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Browser sessions: login, logout, the session cookie and CSRF.
+    Session,
+    /// Opaque `Authorization: Token <key>` keys (DRF's authtoken).
+    Token,
+    /// JSON Web Tokens (simplejwt's access/refresh pairs).
+    Jwt,
+    /// Accounts: registration, profile, password.
+    Account,
+    /// Staff-only and operational endpoints.
+    Admin,
+}
+
+pub type Apis = (account::AccountApi, health::HealthApi);
+
+const DESCRIPTION: &str = "portcullis gives API clients what Django REST Framework's \
+authentication gives Django projects: session cookies for browsers, opaque `Token` keys for \
+mobile apps and scripts, and JWT access/refresh pairs, behind one authenticator chain tried \
+in order, with DRF's status codes and error bodies.";
+
+pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
+    let apis = (account::AccountApi { state: state.clone() }, health::HealthApi { state: state.clone() });
+    OpenApiService::new(apis, "portcullis", env!("CARGO_PKG_VERSION")).description(DESCRIPTION)
+}

@@ -1,0 +1,191 @@
+//! The command line, with Django's command names.
+use std::{
+    io::{BufRead, IsTerminal, Write},
+    path::PathBuf,
+};
+
+use clap::{Parser, Subcommand};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    config::{self, Settings},
+    events::{EventContext, EventKind},
+    service::{
+        FieldErrors, ServiceError,
+        accounts::{self, NewUser},
+    },
+    state::AppState,
+    store,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about = "Session, token and JWT authentication with Django REST Framework's semantics")]
+pub struct Cli {
+    /// A TOML file overriding the compiled-in defaults (see config/default.toml)
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations if needed, then serve HTTP until SIGTERM/SIGINT
+    Serve {
+        /// Listen address, e.g. 0.0.0.0:8000 (overrides server.bind)
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+    },
+    /// Apply database migrations
+    Migrate,
+    /// Create a superuser (prompts, or --noinput with PORTCULLIS_SUPERUSER_PASSWORD)
+    Createsuperuser {
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Do not prompt: take the password from PORTCULLIS_SUPERUSER_PASSWORD
+        #[arg(long)]
+        noinput: bool,
+    },
+    /// Change a user's password (prompts twice; Django's validators apply)
+    Changepassword { username: String },
+    /// Print the OpenAPI spec (what openapi/openapi.json holds)
+    Openapi,
+}
+
+impl Command {
+    pub fn overrides(&self) -> config::Overrides {
+        match self {
+            Command::Serve { bind } => config::Overrides { bind: bind.clone() },
+            _ => config::Overrides::default(),
+        }
+    }
+}
+
+/// Runs a command other than `serve`; the error is the one line printed before exit 1.
+pub async fn run(command: Command, settings: Settings) -> Result<(), String> {
+    match command {
+        Command::Serve { .. } => crate::server::serve(settings).await,
+        Command::Migrate => {
+            let db = open(&settings).await?;
+            println!("Migrations applied.");
+            db.close().await.map_err(|e| e.to_string())
+        }
+        Command::Openapi => {
+            let db = sea_orm::Database::connect("sqlite::memory:").await.map_err(|e| e.to_string())?;
+            let state = AppState::new(db, settings)?;
+            println!("{}", crate::app::spec_json(&state));
+            Ok(())
+        }
+        Command::Createsuperuser { username, email, noinput } => {
+            let state = AppState::new(open(&settings).await?, settings)?;
+            createsuperuser(&state, username, email, noinput).await
+        }
+        Command::Changepassword { username } => {
+            let state = AppState::new(open(&settings).await?, settings)?;
+            changepassword(&state, &username).await
+        }
+    }
+}
+
+async fn open(settings: &Settings) -> Result<DatabaseConnection, String> {
+    let db = store::connect(&settings.database).await.map_err(|e| format!("cannot open the database: {e}"))?;
+    store::migrate(&db).await.map_err(|e| format!("cannot migrate the database: {e}"))?;
+    Ok(db)
+}
+
+async fn createsuperuser(state: &AppState, username: Option<String>, email: Option<String>, noinput: bool) -> Result<(), String> {
+    let mut input = Input::new();
+    let new = if noinput {
+        let username = username.ok_or("You must use --username with --noinput.")?;
+        let password = std::env::var("PORTCULLIS_SUPERUSER_PASSWORD")
+            .map_err(|_| "Set PORTCULLIS_SUPERUSER_PASSWORD with --noinput.")?;
+        superuser(username, email.unwrap_or_default(), password)
+    } else {
+        let username = match username {
+            Some(u) => u,
+            None => input.line("Username: ")?,
+        };
+        let email = match email {
+            Some(e) => e,
+            None => input.line("Email address: ")?,
+        };
+        superuser(username, email, input.new_password()?)
+    };
+    let user = accounts::register(&state.db, &state.passwords, new, FieldErrors::default()).await.map_err(describe)?;
+    emit(state, EventKind::UserCreated, &user);
+    println!("Superuser created successfully.");
+    Ok(())
+}
+
+fn superuser(username: String, email: String, password: String) -> NewUser {
+    NewUser { username, email, password, is_staff: true, is_superuser: true, ..NewUser::default() }
+}
+
+async fn changepassword(state: &AppState, username: &str) -> Result<(), String> {
+    let account = accounts::find_by_username(&state.db, username)
+        .await
+        .map_err(describe)?
+        .ok_or_else(|| format!("user '{username}' does not exist"))?;
+    println!("Changing password for user '{username}'");
+    let password = Input::new().new_password()?;
+    let user = accounts::set_password(&state.db, &state.passwords, account, password).await.map_err(describe)?;
+    emit(state, EventKind::PasswordChanged, &user);
+    println!("Password changed successfully for user '{username}'");
+    Ok(())
+}
+
+fn emit(state: &AppState, kind: EventKind, user: &store::user::Model) {
+    let ctx = EventContext { user_id: Some(user.id), username: Some(user.username.clone()), via: Some("cli"), ..Default::default() };
+    state.events.emit(kind, ctx);
+}
+
+fn describe(err: ServiceError) -> String {
+    match err {
+        ServiceError::Invalid(errors) => errors.lines().join("; "),
+        other => other.to_string(),
+    }
+}
+
+/// Prompts on a terminal (passwords hidden), or reads lines from piped standard input.
+struct Input {
+    tty: bool,
+}
+
+impl Input {
+    fn new() -> Self {
+        Self { tty: std::io::stdin().is_terminal() }
+    }
+
+    fn line(&mut self, prompt: &str) -> Result<String, String> {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
+        if read == 0 {
+            return Err("input ended before a value was given".into());
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+
+    fn secret(&mut self, prompt: &str) -> Result<String, String> {
+        if self.tty { rpassword::prompt_password(prompt).map_err(|e| e.to_string()) } else { self.line(prompt) }
+    }
+
+    /// Django's double prompt; validators run when the account is saved.
+    fn new_password(&mut self) -> Result<String, String> {
+        for _ in 0..3 {
+            let first = self.secret("Password: ")?;
+            let again = self.secret("Password (again): ")?;
+            if first != again {
+                eprintln!("Error: Your passwords didn't match.");
+            } else if first.is_empty() {
+                eprintln!("Error: Blank passwords aren't allowed.");
+            } else {
+                return Ok(first);
+            }
+        }
+        Err("Aborting after 3 attempts".into())
+    }
+}

@@ -1,0 +1,209 @@
+//! The one error type. Every failure, the framework's own included, leaves the server as a
+//! JSON body in DRF's shape: `{"detail": ...}`, a field map, or the body an endpoint's DRF
+//! original sends (login's `{"error": ...}`, simplejwt's `{"detail", "code"}`).
+use poem::{
+    Response,
+    http::{HeaderValue, Method, StatusCode, header},
+};
+use poem_openapi::{
+    ApiResponse, Object,
+    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    types::Type,
+};
+use serde_json::{Value, json};
+
+pub use crate::service::FieldErrors;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 with a field map.
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    /// 400 for a body that cannot be parsed (DRF's `ParseError`).
+    #[error("parse error")]
+    Parse(String),
+    /// 401 with `WWW-Authenticate: <challenge>` when the view's first authenticator has a
+    /// challenge, else 403 (DRF's `NotAuthenticated` / `AuthenticationFailed`).
+    #[error("not authenticated")]
+    Unauthenticated { detail: String, challenge: Option<String> },
+    #[error("permission denied")]
+    PermissionDenied(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed(Method),
+    #[error("unsupported media type")]
+    UnsupportedMediaType(String),
+    #[error("payload too large")]
+    PayloadTooLarge(usize),
+    /// 429 with `Retry-After` (seconds, rounded up as DRF does).
+    #[error("throttled")]
+    Throttled { wait: u64 },
+    /// 503: the database (or another backing service) did not answer.
+    #[error("service unavailable")]
+    Unavailable(String),
+    /// Any other status with the exact body a DRF original sends.
+    #[error("error response")]
+    Body { status: StatusCode, body: Value, challenge: Option<String> },
+    /// 500: logged with its cause, never echoed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub const NOT_AUTHENTICATED: &str = "Authentication credentials were not provided.";
+pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::Parse(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated { challenge: Some(_), .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated { challenge: None, .. } | Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Body { status, .. } => *status,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> Value {
+        let detail = |s: &str| json!({ "detail": s });
+        match self {
+            Self::Validation(errors) => errors.to_json(),
+            Self::Parse(reason) => detail(reason),
+            Self::Unauthenticated { detail: d, .. } | Self::PermissionDenied(d) => detail(d),
+            Self::NotFound => detail("Not found."),
+            Self::MethodNotAllowed(m) => detail(&format!("Method \"{m}\" not allowed.")),
+            Self::UnsupportedMediaType(t) => detail(&format!("Unsupported media type \"{t}\" in request.")),
+            Self::PayloadTooLarge(limit) => detail(&format!("Request body is larger than the limit of {limit} bytes.")),
+            Self::Throttled { wait } => {
+                let unit = if *wait == 1 { "second" } else { "seconds" };
+                detail(&format!("Request was throttled. Expected available in {wait} {unit}."))
+            }
+            Self::Unavailable(_) => detail("The service is temporarily unavailable; try again shortly."),
+            Self::Body { body, .. } => body.clone(),
+            Self::Internal(_) => detail("A server error occurred."),
+        }
+    }
+
+    /// The response, with the headers DRF adds (`WWW-Authenticate`, `Retry-After`).
+    pub fn to_response(&self) -> Response {
+        match self {
+            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
+            Self::Unavailable(cause) => tracing::warn!(%cause, "backing service unavailable"),
+            _ => {}
+        }
+        let mut resp = json_response(self.status(), &self.body());
+        let challenge = match self {
+            Self::Unauthenticated { challenge, .. } | Self::Body { challenge, .. } => challenge.as_deref(),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(c).ok()) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Self::Throttled { wait } = self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*wait));
+        }
+        resp
+    }
+}
+
+/// A JSON response with DRF's content type.
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(serde_json::to_vec(body).unwrap_or_default())
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        ApiError::status(self)
+    }
+
+    fn as_response(&self) -> Response {
+        self.to_response()
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        use sea_orm::DbErr;
+        match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Self::Unavailable(err.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::password::HashError> for ApiError {
+    fn from(err: crate::password::HashError) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(err: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError;
+        match err {
+            ServiceError::Invalid(errors) => Self::Validation(errors),
+            ServiceError::NotFound(_) => Self::NotFound,
+            ServiceError::Db(e) => e.into(),
+            ServiceError::Hash(e) => e.into(),
+        }
+    }
+}
+
+/// Turns whatever error reached the outermost layer (ours, poem's router, a middleware's)
+/// into DRF's JSON; nothing leaves as plain text.
+pub fn to_drf_response(err: poem::Error, method: &Method, body_limit: usize) -> Response {
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        return api.to_response();
+    }
+    let status = err.status();
+    let mapped = match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(method.clone()),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(body_limit),
+        s if s.is_server_error() => ApiError::Internal(err.to_string()),
+        s => ApiError::Body { status: s, body: json!({ "detail": err.to_string() }), challenge: None },
+    };
+    mapped.to_response()
+}
+
+/// `{"detail": "..."}`: the body of every non-field error.
+#[derive(Debug, Object)]
+pub struct ErrorDetail {
+    /// A human-readable message (DRF's exact wording).
+    pub detail: String,
+}
+
+/// The error responses every endpoint can give, documented once.
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        let detail = || vec![MetaMediaType { content_type: "application/json", schema: ErrorDetail::schema_ref() }];
+        let response = |status: u16, description: &'static str| MetaResponse {
+            description,
+            status: Some(status),
+            status_range: None,
+            content: detail(),
+            headers: vec![],
+        };
+        MetaResponses {
+            responses: vec![
+                response(400, "Invalid input: a field map such as `{\"username\": [\"This field is required.\"]}`, or `{\"detail\": \"JSON parse error - ...\"}`"),
+                response(413, "The body is larger than `server.max_body_bytes`"),
+                response(415, "The body is neither JSON nor form-encoded"),
+                response(503, "The database did not answer"),
+            ],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorDetail::register(registry);
+    }
+}

@@ -1,0 +1,52 @@
+//! Security events: the one place they are emitted. Today they go to the log under the
+//! `portcullis::audit` target; the audit trail and metrics subscribe here.
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    UserCreated,
+    PasswordChanged,
+    UserActivated,
+    UserDeactivated,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserCreated => "user_created",
+            Self::PasswordChanged => "password_changed",
+            Self::UserActivated => "user_activated",
+            Self::UserDeactivated => "user_deactivated",
+        }
+    }
+}
+
+/// Who and where. Never a secret: `credential` is a public id.
+#[derive(Debug, Clone, Default)]
+pub struct EventContext {
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub credential: Option<String>,
+    /// Where the change came from when not over HTTP ("cli").
+    pub via: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Events;
+
+impl Events {
+    pub fn emit(&self, kind: EventKind, ctx: EventContext) {
+        tracing::info!(
+            target: "portcullis::audit",
+            event = kind.as_str(),
+            user_id = ctx.user_id,
+            username = ctx.username.as_deref(),
+            ip = ctx.ip.map(|ip| ip.to_string()),
+            user_agent = ctx.user_agent.as_deref(),
+            credential = ctx.credential.as_deref(),
+            via = ctx.via,
+        );
+    }
+}

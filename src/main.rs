@@ -1,0 +1,26 @@
+//! The `portcullis` binary: parse the command line, load the settings, start logging, dispatch.
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::Parser;
+use portcullis::{cli, config};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let settings = match config::load(args.config.as_deref(), &args.command.overrides()) {
+        Ok(settings) => settings,
+        Err(message) => return fail(&format!("configuration error: {message}")),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
+    match cli::run(args.command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("Error: {message}");
+    ExitCode::FAILURE
+}

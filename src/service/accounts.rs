@@ -1,0 +1,185 @@
+//! Creating users and changing passwords, with Django's validation and messages.
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+
+use super::{FieldErrors, ServiceError};
+use crate::{
+    crypto,
+    password::{
+        Passwords,
+        validators::{UserAttributes, validate_password, validate_username},
+    },
+    store::{self, user},
+};
+
+pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
+/// Django's model field sizes (`AbstractUser`), as DRF's ModelSerializer reports them.
+const MAX_NAME: usize = 150;
+const MAX_EMAIL: usize = 254;
+pub const MAX_PASSWORD: usize = 128;
+
+/// What a new account is made of, before validation.
+#[derive(Debug, Default, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+}
+
+/// Validates `new` as Django's `User` model, DRF's `ModelSerializer` and
+/// `validate_password` would, adding to `errors` (fields already in `errors`, from a
+/// type check upstream, are skipped). Normalises the username (NFKC) and the email's domain.
+pub async fn validate_new_user(
+    db: &impl ConnectionTrait,
+    new: &mut NewUser,
+    errors: &mut FieldErrors,
+) -> Result<(), ServiceError> {
+    if !errors.has("username") {
+        match validate_username(&new.username) {
+            Ok(normalized) => {
+                new.username = normalized;
+                if username_taken(db, &new.username).await? {
+                    errors.add("username", USERNAME_TAKEN);
+                }
+            }
+            Err(messages) => messages.into_iter().for_each(|m| errors.add("username", m)),
+        }
+    }
+    if !errors.has("email") && !new.email.is_empty() {
+        match normalize_email(&new.email) {
+            Some(email) if email.chars().count() <= MAX_EMAIL => new.email = email,
+            Some(_) => errors.add("email", max_length_message(MAX_EMAIL)),
+            None => errors.add("email", "Enter a valid email address."),
+        }
+    }
+    for (field, value) in [("first_name", &new.first_name), ("last_name", &new.last_name)] {
+        if !errors.has(field) && value.chars().count() > MAX_NAME {
+            errors.add(field, max_length_message(MAX_NAME));
+        }
+    }
+    if !errors.has("password") {
+        let attrs = UserAttributes {
+            username: &new.username,
+            first_name: &new.first_name,
+            last_name: &new.last_name,
+            email: &new.email,
+        };
+        validate_password(&new.password, &attrs).into_iter().for_each(|m| errors.add("password", m));
+    }
+    Ok(())
+}
+
+/// DRF's CharField `max_length` message.
+pub fn max_length_message(max: usize) -> String {
+    format!("Ensure this field has no more than {max} characters.")
+}
+
+/// Creates a validated user. A concurrent registration of the same name that wins the race
+/// turns into the same field error as a name taken earlier, never a 500.
+pub async fn create_user(db: &impl ConnectionTrait, passwords: &Passwords, new: NewUser) -> Result<user::Model, ServiceError> {
+    let hash = passwords.hash(new.password).await?;
+    let now = Utc::now();
+    let model = user::ActiveModel {
+        username_key: Set(user::username_key(&new.username)),
+        username: Set(new.username),
+        password: Set(hash),
+        email: Set(new.email),
+        first_name: Set(new.first_name),
+        last_name: Set(new.last_name),
+        is_active: Set(true),
+        is_staff: Set(new.is_staff),
+        is_superuser: Set(new.is_superuser),
+        last_login: Set(None),
+        date_joined: Set(now),
+        security_stamp: Set(new_security_stamp()),
+        ..Default::default()
+    };
+    model.insert(db).await.map_err(|err| {
+        if store::is_unique_violation(&err) {
+            ServiceError::Invalid(FieldErrors::single("username", USERNAME_TAKEN))
+        } else {
+            ServiceError::Db(err)
+        }
+    })
+}
+
+/// Validates and creates in one step (registration, `createsuperuser`).
+pub async fn register(db: &impl ConnectionTrait, passwords: &Passwords, mut new: NewUser, mut errors: FieldErrors) -> Result<user::Model, ServiceError> {
+    validate_new_user(db, &mut new, &mut errors).await?;
+    errors.into_result()?;
+    create_user(db, passwords, new).await
+}
+
+pub async fn username_taken(db: &impl ConnectionTrait, username: &str) -> Result<bool, ServiceError> {
+    let found = user::Entity::find().filter(user::Column::UsernameKey.eq(user::username_key(username))).one(db).await?;
+    Ok(found.is_some())
+}
+
+/// Exact (case-sensitive) lookup, as Django's `get_by_natural_key`.
+pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> Result<Option<user::Model>, ServiceError> {
+    Ok(user::Entity::find().filter(user::Column::Username.eq(username)).one(db).await?)
+}
+
+/// Sets a new password after Django's validators, rotating the security stamp so every
+/// session and token issued under the old password stops working.
+pub async fn set_password(db: &impl ConnectionTrait, passwords: &Passwords, account: user::Model, password: String) -> Result<user::Model, ServiceError> {
+    let attrs = UserAttributes {
+        username: &account.username,
+        first_name: &account.first_name,
+        last_name: &account.last_name,
+        email: &account.email,
+    };
+    let mut errors = FieldErrors::default();
+    validate_password(&password, &attrs).into_iter().for_each(|m| errors.add("password", m));
+    errors.into_result()?;
+    let hash = passwords.hash(password).await?;
+    let mut active: user::ActiveModel = account.into();
+    active.password = Set(hash);
+    active.security_stamp = Set(new_security_stamp());
+    Ok(active.update(db).await?)
+}
+
+pub fn new_security_stamp() -> String {
+    crypto::random_hex(16)
+}
+
+/// Django's `normalize_email` (lower-cased domain) after a check close to its
+/// `EmailValidator`; `None` when the address is not valid.
+pub fn normalize_email(email: &str) -> Option<String> {
+    let email = email.trim();
+    let (local, domain) = email.rsplit_once('@')?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    let domain_ok = {
+        let labels: Vec<&str> = domain.split('.').collect();
+        labels.len() >= 2
+            && labels.iter().all(|l| {
+                !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            })
+            && labels.last().is_some_and(|tld| tld.chars().count() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()))
+    };
+    (local_ok && domain_ok && email.len() <= 320).then(|| format!("{local}@{}", domain.to_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_email;
+
+    #[test]
+    fn emails_are_checked_and_domains_lowercased() {
+        assert_eq!(normalize_email("John@Example.COM").as_deref(), Some("John@example.com"));
+        assert_eq!(normalize_email("a.b+c@sub.example.org").as_deref(), Some("a.b+c@sub.example.org"));
+        for bad in ["", "john", "john@", "@example.com", "john@example", "jo hn@example.com", "john@-x.com", "john..x@example.com", "john@example.123"] {
+            assert_eq!(normalize_email(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Framework-free logic: takes the database, returns domain results and errors.
+pub mod accounts;
+
+use serde_json::{Map, Value};
+
+/// Field name -> messages, in the order fields were checked (DRF's `serializer.errors`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FieldErrors(Map<String, Value>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        let entry = self.0.entry(field.to_owned()).or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.push(Value::String(message.into()));
+        }
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn single(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::default();
+        errors.add(field, message);
+        errors
+    }
+
+    /// `Ok(())` when nothing was added.
+    pub fn into_result(self) -> Result<(), ServiceError> {
+        if self.0.is_empty() { Ok(()) } else { Err(ServiceError::Invalid(self)) }
+    }
+
+    pub fn to_json(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+
+    /// "field: message" lines, for the CLI.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .flat_map(|(field, msgs)| {
+                msgs.as_array().into_iter().flatten().filter_map(Value::as_str).map(move |m| format!("{field}: {m}"))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid input: {}", .0.lines().join("; "))]
+    Invalid(FieldErrors),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Hash(#[from] crate::password::HashError),
+}

@@ -1,0 +1,61 @@
+//! The database: connecting, migrating, and the sea-orm entities.
+pub mod user;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
+
+use crate::config;
+
+/// Opens the pool: SQLite with WAL, foreign keys and a busy timeout (so concurrent writers
+/// wait instead of failing); PostgreSQL in the configured schema.
+pub async fn connect(settings: &config::Database) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(settings.url.expose().to_owned());
+    opts.max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .connect_timeout(Duration::from_secs(settings.connect_timeout))
+        .acquire_timeout(Duration::from_secs(settings.acquire_timeout))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+        });
+    if !settings.schema.is_empty() {
+        if !is_identifier(&settings.schema) {
+            return Err(DbErr::Custom(format!("database.schema {:?} must be letters, digits and _", settings.schema)));
+        }
+        opts.set_schema_search_path(settings.schema.clone());
+    }
+    let db = Database::connect(opts).await?;
+    if db.get_database_backend() == DbBackend::Postgres && !settings.schema.is_empty() {
+        db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", settings.schema)).await?;
+    }
+    Ok(db)
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Applies pending migrations. On PostgreSQL, instances starting at the same moment
+/// serialise on an advisory lock held by the migrating transaction, so each migration runs
+/// exactly once; SQLite's own write lock does the same for one file.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let txn = db.begin().await?;
+        // An arbitrary constant: "portcullis" in ASCII, folded into an i64.
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7092907289375245683)").await?;
+        Migrator::up(&txn, None).await?;
+        txn.commit().await
+    } else {
+        Migrator::up(db, None).await
+    }
+}
+
+/// Whether an error is a unique-constraint violation (a lost insert race).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
