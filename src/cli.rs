@@ -19,7 +19,11 @@ use crate::{
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "Session, token and JWT authentication with Django REST Framework's semantics")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Session, token and JWT authentication with Django REST Framework's semantics"
+)]
 pub struct Cli {
     /// A TOML file overriding the compiled-in defaults (see config/default.toml)
     #[arg(long, global = true, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
@@ -73,9 +77,12 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), String> {
             db.close().await.map_err(|e| e.to_string())
         }
         Command::Openapi => {
-            let db = sea_orm::Database::connect("sqlite::memory:").await.map_err(|e| e.to_string())?;
+            let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
+            opts.sqlx_logging(false);
+            let db = sea_orm::Database::connect(opts).await.map_err(|e| e.to_string())?;
             let state = AppState::new(db, settings)?;
-            println!("{}", crate::app::spec_json(&state));
+            // No newline: `portcullis openapi > openapi/openapi.json` must equal what is served.
+            print!("{}", crate::app::spec_json(&state));
             Ok(())
         }
         Command::Createsuperuser { username, email, noinput } => {
@@ -95,7 +102,12 @@ async fn open(settings: &Settings) -> Result<DatabaseConnection, String> {
     Ok(db)
 }
 
-async fn createsuperuser(state: &AppState, username: Option<String>, email: Option<String>, noinput: bool) -> Result<(), String> {
+async fn createsuperuser(
+    state: &AppState,
+    username: Option<String>,
+    email: Option<String>,
+    noinput: bool,
+) -> Result<(), String> {
     let mut input = Input::new();
     let new = if noinput {
         let username = username.ok_or("You must use --username with --noinput.")?;
@@ -137,7 +149,12 @@ async fn changepassword(state: &AppState, username: &str) -> Result<(), String> 
 }
 
 fn emit(state: &AppState, kind: EventKind, user: &store::user::Model) {
-    let ctx = EventContext { user_id: Some(user.id), username: Some(user.username.clone()), via: Some("cli"), ..Default::default() };
+    let ctx = EventContext {
+        user_id: Some(user.id),
+        username: Some(user.username.clone()),
+        via: Some("cli"),
+        ..Default::default()
+    };
     state.events.emit(kind, ctx);
 }
 

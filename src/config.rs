@@ -186,9 +186,9 @@ pub fn figment(file: Option<&Path>, overrides: &Overrides) -> Result<Figment, St
 
 /// Loads and validates the settings; the error names the offending key.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, String> {
-    let settings: Settings = figment(file, overrides)?.extract().map_err(|err| {
-        err.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
-    })?;
+    let settings: Settings = figment(file, overrides)?
+        .extract()
+        .map_err(|err| err.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
     settings.validate()?;
     Ok(settings)
 }
@@ -220,9 +220,7 @@ impl Settings {
         self.validate_cookies()?;
         self.validate_jwt()?;
         self.validate_throttle()?;
-        crate::password::Argon2Params::from_settings(&self.password)
-            .map(|_| ())
-            .or_else(|e| bad("password", e))
+        crate::password::Argon2Params::from_settings(&self.password).map(|_| ()).or_else(|e| bad("password", e))
     }
 
     fn validate_auth(&self) -> Result<(), String> {
@@ -266,7 +264,9 @@ impl Settings {
                 ));
             }
         }
-        for (key, name) in [("session.cookie_name", &self.session.cookie_name), ("csrf.cookie_name", &self.csrf.cookie_name)] {
+        for (key, name) in
+            [("session.cookie_name", &self.session.cookie_name), ("csrf.cookie_name", &self.csrf.cookie_name)]
+        {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
                 return Err(format!("invalid value for key \"{key}\": {name:?} is not a valid cookie name"));
             }
@@ -276,7 +276,9 @@ impl Settings {
         }
         for origin in &self.csrf.trusted_origins {
             if url::Url::parse(origin).map(|u| u.origin().is_tuple()) != Ok(true) {
-                return Err(format!("invalid value for key \"csrf.trusted_origins\": {origin:?} is not an origin like \"https://example.com\""));
+                return Err(format!(
+                    "invalid value for key \"csrf.trusted_origins\": {origin:?} is not an origin like \"https://example.com\""
+                ));
             }
         }
         Ok(())
@@ -292,9 +294,14 @@ impl Settings {
             ));
         }
         if jwt.algorithm != "HS256" {
-            for (key, file) in [("jwt.private_key_file", &jwt.private_key_file), ("jwt.public_key_file", &jwt.public_key_file)] {
+            for (key, file) in
+                [("jwt.private_key_file", &jwt.private_key_file), ("jwt.public_key_file", &jwt.public_key_file)]
+            {
                 if file.is_empty() || !Path::new(file).is_file() {
-                    return Err(format!("invalid value for key \"{key}\": {} needs a readable PEM file, got {file:?}", jwt.algorithm));
+                    return Err(format!(
+                        "invalid value for key \"{key}\": {} needs a readable PEM file, got {file:?}",
+                        jwt.algorithm
+                    ));
                 }
             }
         }
@@ -316,7 +323,9 @@ impl Settings {
         if let (Some(login), Some(login_ip)) = (&parsed[0], &parsed[1])
             && login_ip.per_second() <= login.per_second()
         {
-            return Err("invalid value for key \"throttle.login_ip\": must allow more attempts than throttle.login".into());
+            return Err(
+                "invalid value for key \"throttle.login_ip\": must allow more attempts than throttle.login".into()
+            );
         }
         Ok(())
     }

@@ -195,7 +195,10 @@ impl ApiResponse for ApiError {
         };
         MetaResponses {
             responses: vec![
-                response(400, "Invalid input: a field map such as `{\"username\": [\"This field is required.\"]}`, or `{\"detail\": \"JSON parse error - ...\"}`"),
+                response(
+                    400,
+                    "Invalid input: a field map such as `{\"username\": [\"This field is required.\"]}`, or `{\"detail\": \"JSON parse error - ...\"}`",
+                ),
                 response(413, "The body is larger than `server.max_body_bytes`"),
                 response(415, "The body is neither JSON nor form-encoded"),
                 response(503, "The database did not answer"),

@@ -13,7 +13,11 @@ async fn main() -> ExitCode {
         Err(message) => return fail(&format!("configuration error: {message}")),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     match cli::run(args.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),

@@ -14,16 +14,16 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     let bind = settings.server.bind.clone();
     let drain = Duration::from_secs(settings.server.shutdown_timeout);
     let state = AppState::new(db.clone(), settings)?;
+    // Listen for signals before announcing the address, so an early SIGTERM is graceful too.
+    let shutdown = shutdown_signal()?;
     state.health.spawn_probe(db.clone());
-    let acceptor = TcpListener::bind(bind.as_str())
-        .into_acceptor()
-        .await
-        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let acceptor =
+        TcpListener::bind(bind.as_str()).into_acceptor().await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     for addr in acceptor.local_addr().iter().filter_map(|a| a.as_socket_addr()) {
         tracing::info!("listening on http://{addr}");
     }
     Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(build_app(state), shutdown_signal(), Some(drain))
+        .run_with_graceful_shutdown(build_app(state), shutdown, Some(drain))
         .await
         .map_err(|e| format!("server error: {e}"))?;
     db.close().await.map_err(|e| e.to_string())?;
@@ -31,27 +31,19 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Installs the handlers now; the future resolves on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> Result<impl Future<Output = ()>, String> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }

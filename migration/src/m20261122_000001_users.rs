@@ -106,7 +106,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in ["auth_group_permissions", "auth_user_user_permissions", "auth_user_groups", "auth_permission", "auth_group", "auth_user"] {
+        for table in [
+            "auth_group_permissions",
+            "auth_user_user_permissions",
+            "auth_user_groups",
+            "auth_permission",
+            "auth_group",
+            "auth_user",
+        ] {
             manager.drop_table(Table::drop().table(Alias::new(table)).to_owned()).await?;
         }
         Ok(())
@@ -131,11 +138,19 @@ async fn join_table(
                 .col(big_integer(name(right_col)))
                 .foreign_key(&mut cascade((name(table), name(left_col)), (name(left_table), name("id"))))
                 .foreign_key(&mut cascade((name(table), name(right_col)), (name(right_table), name("id"))))
-                .index(Index::create().name(format!("{table}_pair_uniq")).col(name(left_col)).col(name(right_col)).unique())
+                .index(
+                    Index::create()
+                        .name(format!("{table}_pair_uniq"))
+                        .col(name(left_col))
+                        .col(name(right_col))
+                        .unique(),
+                )
                 .to_owned(),
         )
         .await?;
     manager
-        .create_index(Index::create().name(format!("{table}_{right_col}_idx")).table(name(table)).col(name(right_col)).to_owned())
+        .create_index(
+            Index::create().name(format!("{table}_{right_col}_idx")).table(name(table)).col(name(right_col)).to_owned(),
+        )
         .await
 }

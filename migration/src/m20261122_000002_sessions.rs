@@ -48,11 +48,16 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(AuthSession::ExpiresAt))
                     .col(string_len_null(AuthSession::Ip, 45))
                     .col(string_len_null(AuthSession::UserAgent, 512))
-                    .foreign_key(&mut cascade((AuthSession::Table, AuthSession::UserId), (AuthUser::Table, AuthUser::Id)))
+                    .foreign_key(&mut cascade(
+                        (AuthSession::Table, AuthSession::UserId),
+                        (AuthUser::Table, AuthUser::Id),
+                    ))
                     .to_owned(),
             )
             .await?;
-        for (name, col) in [("auth_session_user_idx", AuthSession::UserId), ("auth_session_expires_idx", AuthSession::ExpiresAt)] {
+        for (name, col) in
+            [("auth_session_user_idx", AuthSession::UserId), ("auth_session_expires_idx", AuthSession::ExpiresAt)]
+        {
             manager.create_index(Index::create().name(name).table(AuthSession::Table).col(col).to_owned()).await?;
         }
         Ok(())

@@ -98,9 +98,21 @@ impl MigrationTrait for Migration {
         let indexes = [
             ("auth_token_user_idx", AuthToken::Table.into_iden(), AuthToken::UserId.into_iden()),
             ("auth_token_expires_idx", AuthToken::Table.into_iden(), AuthToken::ExpiresAt.into_iden()),
-            ("jwt_outstanding_user_idx", JwtOutstandingToken::Table.into_iden(), JwtOutstandingToken::UserId.into_iden()),
-            ("jwt_outstanding_family_idx", JwtOutstandingToken::Table.into_iden(), JwtOutstandingToken::FamilyId.into_iden()),
-            ("jwt_outstanding_expires_idx", JwtOutstandingToken::Table.into_iden(), JwtOutstandingToken::ExpiresAt.into_iden()),
+            (
+                "jwt_outstanding_user_idx",
+                JwtOutstandingToken::Table.into_iden(),
+                JwtOutstandingToken::UserId.into_iden(),
+            ),
+            (
+                "jwt_outstanding_family_idx",
+                JwtOutstandingToken::Table.into_iden(),
+                JwtOutstandingToken::FamilyId.into_iden(),
+            ),
+            (
+                "jwt_outstanding_expires_idx",
+                JwtOutstandingToken::Table.into_iden(),
+                JwtOutstandingToken::ExpiresAt.into_iden(),
+            ),
         ];
         for (name, table, col) in indexes {
             manager.create_index(Index::create().name(name).table(table).col(col).to_owned()).await?;

@@ -78,9 +78,21 @@ impl MigrationTrait for Migration {
             .await?;
         let indexes = [
             ("audit_event_at_idx", AuditEvent::Table.into_iden(), vec![AuditEvent::At.into_iden()]),
-            ("audit_event_user_idx", AuditEvent::Table.into_iden(), vec![AuditEvent::UserId.into_iden(), AuditEvent::At.into_iden()]),
-            ("audit_event_event_idx", AuditEvent::Table.into_iden(), vec![AuditEvent::Event.into_iden(), AuditEvent::At.into_iden()]),
-            ("throttle_hit_scope_idx", ThrottleHit::Table.into_iden(), vec![ThrottleHit::ScopeKey.into_iden(), ThrottleHit::At.into_iden()]),
+            (
+                "audit_event_user_idx",
+                AuditEvent::Table.into_iden(),
+                vec![AuditEvent::UserId.into_iden(), AuditEvent::At.into_iden()],
+            ),
+            (
+                "audit_event_event_idx",
+                AuditEvent::Table.into_iden(),
+                vec![AuditEvent::Event.into_iden(), AuditEvent::At.into_iden()],
+            ),
+            (
+                "throttle_hit_scope_idx",
+                ThrottleHit::Table.into_iden(),
+                vec![ThrottleHit::ScopeKey.into_iden(), ThrottleHit::At.into_iden()],
+            ),
         ];
         for (name, table, cols) in indexes {
             let mut idx = Index::create();

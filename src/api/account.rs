@@ -33,13 +33,13 @@ pub struct RegisterRequest {
 
 impl Example for RegisterRequest {
     fn example() -> Self {
-    Self {
-        username: "john".into(),
-        password: "correct-horse-battery".into(),
-        email: Some("john@example.com".into()),
-        first_name: None,
-        last_name: None,
-    }
+        Self {
+            username: "john".into(),
+            password: "correct-horse-battery".into(),
+            email: Some("john@example.com".into()),
+            first_name: None,
+            last_name: None,
+        }
     }
 }
 
@@ -76,7 +76,8 @@ impl AccountApi {
     async fn register(&self, body: DrfBody<RegisterRequest>) -> Result<RegisterResponse, ApiError> {
         let mut fields = Fields::new(&body.data)?;
         let new = NewUser {
-            username: fields.char("username", Char { required: true, allow_blank: true, trim: false, max_length: None }),
+            username: fields
+                .char("username", Char { required: true, allow_blank: true, trim: false, max_length: None }),
             email: fields.char("email", Char::OPTIONAL),
             password: fields.char("password", Char::PASSWORD.max(MAX_PASSWORD)),
             first_name: fields.char("first_name", Char::OPTIONAL),

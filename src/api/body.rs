@@ -44,15 +44,12 @@ impl<'a, T: Type> ApiExtractor<'a> for DrfBody<T> {
 }
 
 async fn parse(req: &Request, body: &mut RequestBody, limit: usize) -> Result<Value, ApiError> {
-    let bytes = body
-        .take()
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .into_bytes_limit(limit)
-        .await
-        .map_err(|e| match e {
+    let bytes = body.take().map_err(|e| ApiError::Internal(e.to_string()))?.into_bytes_limit(limit).await.map_err(
+        |e| match e {
             poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge(limit),
             other => ApiError::Parse(format!("Could not read the request body: {other}")),
-        })?;
+        },
+    )?;
     let content_type = req.content_type().unwrap_or_default();
     let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     // DRF: no content type means no data, whatever the body.
@@ -66,8 +63,8 @@ async fn parse(req: &Request, body: &mut RequestBody, limit: usize) -> Result<Va
         return serde_json::from_slice(&bytes).map_err(|e| ApiError::Parse(format!("JSON parse error - {e}")));
     }
     if media_type == FORM {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| ApiError::Parse(format!("Form parse error - {e}")))?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&bytes).map_err(|e| ApiError::Parse(format!("Form parse error - {e}")))?;
         // As Django's QueryDict.get: the last value of a repeated key wins.
         let map = pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
         return Ok(Value::Object(map));

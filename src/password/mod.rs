@@ -26,13 +26,18 @@ pub struct Argon2Params {
 
 impl Argon2Params {
     pub fn from_settings(s: &config::Password) -> Result<Self, String> {
-        let params = Self { memory_kib: s.argon2_memory_kib, iterations: s.argon2_iterations, parallelism: s.argon2_parallelism };
+        let params = Self {
+            memory_kib: s.argon2_memory_kib,
+            iterations: s.argon2_iterations,
+            parallelism: s.argon2_parallelism,
+        };
         params.argon2().map(|_| params.clone())
     }
 
     fn argon2(&self) -> Result<Argon2<'static>, String> {
-        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|e| format!("argon2 parameters m={} t={} p={}: {e}", self.memory_kib, self.iterations, self.parallelism))?;
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None).map_err(|e| {
+            format!("argon2 parameters m={} t={} p={}: {e}", self.memory_kib, self.iterations, self.parallelism)
+        })?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 }
@@ -84,7 +89,9 @@ impl Hasher for Argon2id {
 pub enum Verdict {
     Mismatch,
     /// The password is right; `upgrade` asks the caller to store a fresh hash of it.
-    Match { upgrade: bool },
+    Match {
+        upgrade: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +202,10 @@ mod tests {
         let pw = Passwords::new(&settings(19456)).unwrap();
         let hash = pw.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert_eq!(pw.verify("correct horse".into(), Some(hash.clone())).await.unwrap(), Verdict::Match { upgrade: false });
+        assert_eq!(
+            pw.verify("correct horse".into(), Some(hash.clone())).await.unwrap(),
+            Verdict::Match { upgrade: false }
+        );
         assert_eq!(pw.verify("wrong".into(), Some(hash)).await.unwrap(), Verdict::Mismatch);
     }
 

@@ -44,8 +44,7 @@ const MSG_NULL: &str = "Null characters are not allowed.";
 
 /// Django's list (`django/contrib/auth/common-passwords.txt.gz`, 19,640 lowercased entries).
 static COMMON_PASSWORDS_GZ: &[u8] = include_bytes!("common-passwords.txt.gz");
-static COMMON_PASSWORDS: LazyLock<HashSet<String>> =
-    LazyLock::new(|| decode_password_list(COMMON_PASSWORDS_GZ));
+static COMMON_PASSWORDS: LazyLock<HashSet<String>> = LazyLock::new(|| decode_password_list(COMMON_PASSWORDS_GZ));
 
 /// Characters with Numeric_Type=Digit (not Decimal), which `str.isdigit()` also accepts:
 /// superscripts, circled/parenthesized digits, Ethiopic digits, ... (Unicode 14, as CPython 3.11).
@@ -63,9 +62,7 @@ const PY_EXTRA_DIGITS: &[(char, char)] = &[
 pub fn validate_password(password: &str, user: &UserAttributes<'_>) -> Vec<String> {
     let mut errors = Vec::new();
     if let Some(verbose_name) = too_similar_attribute(password, user) {
-        errors.push(format!(
-            "The password is too similar to the {verbose_name}."
-        ));
+        errors.push(format!("The password is too similar to the {verbose_name}."));
     }
     if password.chars().count() < MIN_LENGTH {
         errors.push(min_length_message(MIN_LENGTH));
@@ -103,25 +100,16 @@ pub fn validate_username(raw: &str) -> Result<String, Vec<String>> {
     }
     let mut errors = Vec::new();
     // `^[\w.@+-]+\Z`: non-empty is already guaranteed above.
-    if !value
-        .chars()
-        .all(|c| is_py_word_char(c) || ".@+-".contains(c))
-    {
+    if !value.chars().all(|c| is_py_word_char(c) || ".@+-".contains(c)) {
         errors.push(MSG_USERNAME_INVALID.to_owned());
     }
     if value.chars().count() > USERNAME_MAX_LENGTH {
-        errors.push(format!(
-            "Ensure this field has no more than {USERNAME_MAX_LENGTH} characters."
-        ));
+        errors.push(format!("Ensure this field has no more than {USERNAME_MAX_LENGTH} characters."));
     }
     if value.contains('\0') {
         errors.push(MSG_NULL.to_owned());
     }
-    if errors.is_empty() {
-        Ok(value.nfkc().collect())
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(value.nfkc().collect()) } else { Err(errors) }
 }
 
 /// `MinimumLengthValidator.get_error_message()`; English `ngettext` uses the singular only for 1.
@@ -229,9 +217,7 @@ fn py_isdigit(s: &str) -> bool {
     !s.is_empty()
         && s.chars().all(|c| {
             char_in_class(&DECIMAL_CLASS, c).unwrap_or(c.is_ascii_digit())
-                || PY_EXTRA_DIGITS
-                    .iter()
-                    .any(|&(lo, hi)| (lo..=hi).contains(&c))
+                || PY_EXTRA_DIGITS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
         })
 }
 
@@ -243,15 +229,12 @@ fn is_py_word_char(c: char) -> bool {
 // The regex crate is only used for its Unicode general-category tables, which std lacks. The
 // patterns are constants (a unit test proves they compile), so the `None` fallbacks to the
 // nearest std predicates exist only to satisfy the crate's no-unwrap policy.
-static WORD_CLASS: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"\A[\p{L}\p{N}_]\z").ok());
+static WORD_CLASS: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"\A[\p{L}\p{N}_]\z").ok());
 static DECIMAL_CLASS: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"\A\p{Nd}\z").ok());
 
 fn char_in_class(class: &LazyLock<Option<Regex>>, c: char) -> Option<bool> {
     let mut buf = [0u8; 4];
-    class
-        .as_ref()
-        .map(|re| re.is_match(c.encode_utf8(&mut buf)))
+    class.as_ref().map(|re| re.is_match(c.encode_utf8(&mut buf)))
 }
 
 /// Django builds the set with `{x.strip() for x in f}`. A corrupt embedded file (impossible
@@ -450,10 +433,7 @@ mod tests {
         let a150 = "a".repeat(150);
         assert_eq!(validate_username(&a150), Ok(a150.clone()));
         assert_eq!(validate_username(&format!(" {a150}\n")), Ok(a150.clone()));
-        assert_eq!(
-            validate_username(&format!("{a150}a")),
-            Err(vec![MAX_150.to_owned()])
-        );
+        assert_eq!(validate_username(&format!("{a150}a")), Err(vec![MAX_150.to_owned()]));
         let both = vec![MSG_USERNAME_INVALID.to_owned(), MAX_150.to_owned()];
         assert_eq!(validate_username(&"a b".repeat(60)), Err(both));
         // Length is checked before NFKC: 10 x U+FDFA (18 chars each after NFKC) passes.

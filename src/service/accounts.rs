@@ -80,7 +80,11 @@ pub fn max_length_message(max: usize) -> String {
 
 /// Creates a validated user. A concurrent registration of the same name that wins the race
 /// turns into the same field error as a name taken earlier, never a 500.
-pub async fn create_user(db: &impl ConnectionTrait, passwords: &Passwords, new: NewUser) -> Result<user::Model, ServiceError> {
+pub async fn create_user(
+    db: &impl ConnectionTrait,
+    passwords: &Passwords,
+    new: NewUser,
+) -> Result<user::Model, ServiceError> {
     let hash = passwords.hash(new.password).await?;
     let now = Utc::now();
     let model = user::ActiveModel {
@@ -108,7 +112,12 @@ pub async fn create_user(db: &impl ConnectionTrait, passwords: &Passwords, new: 
 }
 
 /// Validates and creates in one step (registration, `createsuperuser`).
-pub async fn register(db: &impl ConnectionTrait, passwords: &Passwords, mut new: NewUser, mut errors: FieldErrors) -> Result<user::Model, ServiceError> {
+pub async fn register(
+    db: &impl ConnectionTrait,
+    passwords: &Passwords,
+    mut new: NewUser,
+    mut errors: FieldErrors,
+) -> Result<user::Model, ServiceError> {
     validate_new_user(db, &mut new, &mut errors).await?;
     errors.into_result()?;
     create_user(db, passwords, new).await
@@ -126,7 +135,12 @@ pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> Resu
 
 /// Sets a new password after Django's validators, rotating the security stamp so every
 /// session and token issued under the old password stops working.
-pub async fn set_password(db: &impl ConnectionTrait, passwords: &Passwords, account: user::Model, password: String) -> Result<user::Model, ServiceError> {
+pub async fn set_password(
+    db: &impl ConnectionTrait,
+    passwords: &Passwords,
+    account: user::Model,
+    password: String,
+) -> Result<user::Model, ServiceError> {
     let attrs = UserAttributes {
         username: &account.username,
         first_name: &account.first_name,
@@ -162,7 +176,10 @@ pub fn normalize_email(email: &str) -> Option<String> {
         let labels: Vec<&str> = domain.split('.').collect();
         labels.len() >= 2
             && labels.iter().all(|l| {
-                !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
                     && l.chars().all(|c| c.is_alphanumeric() || c == '-')
             })
             && labels.last().is_some_and(|tld| tld.chars().count() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()))
@@ -178,7 +195,17 @@ mod tests {
     fn emails_are_checked_and_domains_lowercased() {
         assert_eq!(normalize_email("John@Example.COM").as_deref(), Some("John@example.com"));
         assert_eq!(normalize_email("a.b+c@sub.example.org").as_deref(), Some("a.b+c@sub.example.org"));
-        for bad in ["", "john", "john@", "@example.com", "john@example", "jo hn@example.com", "john@-x.com", "john..x@example.com", "john@example.123"] {
+        for bad in [
+            "",
+            "john",
+            "john@",
+            "@example.com",
+            "john@example",
+            "jo hn@example.com",
+            "john@-x.com",
+            "john..x@example.com",
+            "john@example.123",
+        ] {
             assert_eq!(normalize_email(bad), None, "{bad}");
         }
     }

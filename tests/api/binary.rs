@@ -1,0 +1,219 @@
+//! The real binary: the first-run experience, the CLI, configuration errors, signals.
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{STRONG, TestApp, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// A `portcullis` command with a clean environment of our own.
+fn portcullis(dir: &Path, env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env_remove("DATABASE_URL").env_remove("RUST_LOG").env_remove("PORTCULLIS_CONFIG");
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PORTCULLIS_")) {
+        cmd.env_remove(key);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    cmd
+}
+
+fn run(dir: &Path, env: &[(&str, String)], args: &[&str], stdin: &str) -> Output {
+    let mut child = portcullis(dir, env)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A running `portcullis serve` and the address it logged.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Served {
+    fn start(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Self {
+        let mut child = portcullis(dir, env).arg("serve").args(args).stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let base = rx.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
+        Self { child, base }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child.kill().unwrap();
+        panic!("the server did not stop within 10 s of SIGTERM");
+    }
+}
+
+#[tokio::test]
+async fn fresh_start_creates_the_sqlite_file_serves_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path(), &[], &["--bind", "127.0.0.1:0"]);
+    assert!(dir.path().join("portcullis.sqlite3").exists());
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{}/healthz", served.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let res = http
+        .post(format!("{}/register/", served.base))
+        .json(&json!({"username": "john", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"password": ["This password is too common."]}));
+    let res = http
+        .post(format!("{}/register/", served.base))
+        .json(&json!({"username": "john", "password": STRONG}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(served.stop().success(), "SIGTERM exits 0");
+    // The same user is there for the CLI afterwards.
+    let out = run(
+        dir.path(),
+        &[("PORTCULLIS_SUPERUSER_PASSWORD", STRONG.into())],
+        &["createsuperuser", "--noinput", "--username", "john"],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("A user with that username already exists."), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn env_and_flags_override_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new();
+    let mut env = db.env();
+    env.push(("PORTCULLIS_SERVER__BIND", "127.0.0.1:1".into()));
+    // The flag beats the environment variable, which beats the file.
+    let served = Served::start(dir.path(), &env, &["--bind", "127.0.0.1:0"]);
+    assert!(!served.base.ends_with(":1"));
+    assert!(served.stop().success());
+}
+
+#[test]
+fn configuration_errors_name_the_key_and_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    type Env<'a> = &'a [(&'a str, String)];
+    let cases: [(&str, Env, &str); 5] = [
+        ("[server]\nbnd = \"127.0.0.1:0\"\n", &[], "bnd"),
+        ("[server]\nmax_body_bytes = \"lots\"\n", &[], "server.max_body_bytes"),
+        ("[auth]\nchain = [\"session\", \"magic\"]\n", &[], "auth.chain"),
+        ("", &[("PORTCULLIS_SESSION__COOKIE_AGE", "soon".into())], "session.cookie_age"),
+        ("", &[("PORTCULLIS_NOPE__KEY", "1".into())], "nope"),
+    ];
+    for (file, env, key) in cases {
+        std::fs::write(&cfg, file).unwrap();
+        let out = run(dir.path(), env, &["--config", cfg.to_str().unwrap(), "serve", "--bind", "127.0.0.1:0"], "");
+        assert!(!out.status.success(), "{file}");
+        let err = text(&out.stderr).to_lowercase();
+        assert!(err.contains("configuration error") && err.contains(key), "{key}: {err}");
+        assert!(!dir.path().join("portcullis.sqlite3").exists(), "nothing started half-configured");
+    }
+    let out = run(dir.path(), &[], &["--config", "/no/such/file.toml", "migrate"], "");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("/no/such/file.toml"));
+}
+
+#[test]
+fn createsuperuser_noinput_and_interactive() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new();
+    let mut env = db.env();
+    let out = run(dir.path(), &env, &["createsuperuser", "--noinput", "--username", "admin"], "");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("PORTCULLIS_SUPERUSER_PASSWORD"));
+    env.push(("PORTCULLIS_SUPERUSER_PASSWORD", STRONG.into()));
+    let out = run(
+        dir.path(),
+        &env,
+        &["createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "Superuser created successfully.");
+    let out = run(dir.path(), &env, &["createsuperuser", "--noinput", "--username", "ADMIN"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("username: A user with that username already exists."));
+    let out = run(dir.path(), &env, &["createsuperuser", "--noinput"], "");
+    assert!(text(&out.stderr).contains("You must use --username with --noinput."));
+    // Interactive: piped answers; the first pair of passwords does not match.
+    let answers = format!("root2\nroot2@example.com\n{STRONG}\nother\n{STRONG}\n{STRONG}\n");
+    let out = run(dir.path(), &db.env(), &["createsuperuser"], &answers);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Error: Your passwords didn't match."));
+    // Validators apply: a common password is refused with Django's message.
+    let out =
+        run(dir.path(), &db.env(), &["createsuperuser", "--username", "weak", "--email", ""], "password\npassword\n");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("password: This password is too common."), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn changepassword_rotates_the_hash() {
+    let app = TestApp::new().await;
+    app.register("carol").await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = app.db.env();
+    let out = run(dir.path(), &env, &["changepassword", "nobody"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("user 'nobody' does not exist"));
+    let new = "an0ther-l0ng-passphrase";
+    let out = run(dir.path(), &env, &["changepassword", "carol"], &format!("{new}\n{new}\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Password changed successfully for user 'carol'"));
+    let out = run(dir.path(), &env, &["changepassword", "carol"], "a\nb\nc\nd\ne\nf\n");
+    assert!(!out.status.success());
+    let user = portcullis::service::accounts::find_by_username(&app.state.db, "carol").await.unwrap().unwrap();
+    use portcullis::password::Verdict;
+    assert_eq!(
+        app.state.passwords.verify(new.into(), Some(user.password)).await.unwrap(),
+        Verdict::Match { upgrade: false }
+    );
+}
+
+#[test]
+fn openapi_command_prints_the_repository_spec_and_migrate_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &[], &["openapi"], "");
+    assert!(out.status.success());
+    let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap();
+    assert!(out.stdout == file, "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`");
+    let db = TestDb::new();
+    let out = run(dir.path(), &db.env(), &["migrate"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "Migrations applied.");
+}

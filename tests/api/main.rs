@@ -1,0 +1,10 @@
+//! The one integration-test binary (every extra test file would be another binary to link).
+//! With PORTCULLIS_TEST_DATABASE_URL=postgres://... every test runs in a fresh PostgreSQL
+//! schema; otherwise in a fresh SQLite file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod binary;
+mod errors;
+mod helpers;
+mod openapi;
+mod register;

@@ -1,0 +1,27 @@
+//! The served spec is the one in the repository, and the docs work offline.
+use poem::http::StatusCode;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn served_spec_is_byte_identical_to_the_repository_file() {
+    let app = TestApp::new().await;
+    let resp = app.client.get("/openapi.json").send().await;
+    resp.assert_status_is_ok();
+    let served = resp.0.into_body().into_string().await.unwrap();
+    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap();
+    assert!(served == file, "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`");
+    let spec: serde_json::Value = serde_json::from_str(&served).unwrap();
+    assert_eq!(spec["servers"], serde_json::json!([]), "no host or port may be baked into the spec");
+    assert!(spec["paths"]["/register"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_with_its_assets_inline() {
+    let app = TestApp::new().await;
+    let resp = app.client.get("/docs/").send().await;
+    assert_eq!(resp.0.status(), StatusCode::OK);
+    let html = resp.0.into_body().into_string().await.unwrap();
+    assert!(html.contains("SwaggerUIBundle"));
+    assert!(!html.contains("<script src=\"http") && !html.contains("<link href=\"http"), "no CDN");
+}
