@@ -3,7 +3,7 @@ use std::time::Instant;
 
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
-    middleware::{NormalizePath, TrailingSlash},
+    middleware::{CookieJarManager, NormalizePath, TrailingSlash},
 };
 
 use crate::{api, error::to_drf_response, state::AppState};
@@ -15,13 +15,18 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let limit = state.settings.server.max_body_bytes;
+    // Outermost first: log; write cookies (also on error answers); map every error to
+    // DRF's JSON; normalise trailing slashes; authenticate (before routing, so auth beats 405).
     Route::new()
         .nest("/", service)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .around(crate::api::auth::authenticate)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(state)
-        .around(move |next, req| log_and_map_errors(next, req, limit))
+        .around(move |next, req| map_errors(next, req, limit))
+        .with(CookieJarManager::new())
+        .around(log_requests)
         .into_endpoint()
 }
 
@@ -30,15 +35,20 @@ pub fn spec_json(state: &AppState) -> String {
     api::service(state).spec()
 }
 
-async fn log_and_map_errors<E: Endpoint>(next: E, req: Request, limit: usize) -> poem::Result<Response> {
+async fn map_errors<E: Endpoint>(next: E, req: Request, limit: usize) -> poem::Result<Response> {
+    let method = req.method().clone();
+    Ok(match next.call(req).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) => to_drf_response(err, &method, limit),
+    })
+}
+
+async fn log_requests<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let started = Instant::now();
     let method = req.method().clone();
     // The path only: a query string may carry a secret.
     let path = req.uri().path().to_owned();
-    let resp = match next.call(req).await {
-        Ok(resp) => resp.into_response(),
-        Err(err) => to_drf_response(err, &method, limit),
-    };
+    let resp = next.call(req).await?.into_response();
     tracing::info!(
         target: "portcullis::request",
         method = %method,

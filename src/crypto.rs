@@ -24,6 +24,21 @@ pub fn random_hex(bytes: usize) -> String {
     out
 }
 
+/// `len` characters drawn uniformly from `alphabet` (rejection sampling, no modulo bias);
+/// Django's `get_random_string`.
+pub fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let limit = 256 - 256 % alphabet.len().max(1);
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for b in random_bytes::<64>() {
+            if (b as usize) < limit && out.len() < len {
+                out.push(alphabet[b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    out
+}
+
 /// The SHA-256 digest a secret is stored and looked up by.
 pub fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()

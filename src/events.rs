@@ -5,18 +5,32 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     UserCreated,
+    LoginSucceeded,
+    LoginFailed,
+    LoggedOut,
+    LoggedOutEverywhere,
+    SessionRevoked,
     PasswordChanged,
     UserActivated,
     UserDeactivated,
+    PermissionGranted,
+    PermissionRevoked,
 }
 
 impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UserCreated => "user_created",
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::LoggedOut => "logged_out",
+            Self::LoggedOutEverywhere => "logged_out_everywhere",
+            Self::SessionRevoked => "session_revoked",
             Self::PasswordChanged => "password_changed",
             Self::UserActivated => "user_activated",
             Self::UserDeactivated => "user_deactivated",
+            Self::PermissionGranted => "permission_granted",
+            Self::PermissionRevoked => "permission_revoked",
         }
     }
 }

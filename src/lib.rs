@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod authn;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod net;
 pub mod password;
+pub mod permissions;
 pub mod server;
 pub mod service;
 pub mod state;

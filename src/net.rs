@@ -17,7 +17,7 @@ impl TrustedProxies {
         Self(entries.iter().filter_map(|e| parse_network(e)).collect())
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|net| net.contains(&ip))
     }
 

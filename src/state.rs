@@ -1,5 +1,6 @@
 //! What every request handler shares.
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -9,7 +10,15 @@ use std::{
 
 use sea_orm::DatabaseConnection;
 
-use crate::{config::Settings, events::Events, net::TrustedProxies, password::Passwords};
+use crate::{
+    authn::Chain,
+    config::Settings,
+    events::Events,
+    net::TrustedProxies,
+    password::Passwords,
+    permissions::Permission,
+    throttle::{LoginThrottle, Rate, Window},
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -19,18 +28,50 @@ pub struct AppState {
     pub events: Events,
     pub proxies: TrustedProxies,
     pub health: Health,
+    pub login_throttle: Arc<LoginThrottle>,
+    /// DRF's AnonRateThrottle and UserRateThrottle.
+    pub anon_throttle: Arc<Window>,
+    pub user_throttle: Arc<Window>,
+    pub default_permission: Permission,
+    /// `auth.chain`, and the per-endpoint chains, built once.
+    pub chains: Arc<HashMap<Vec<String>, Chain>>,
 }
 
 impl AppState {
     pub fn new(db: DatabaseConnection, settings: Settings) -> Result<Self, String> {
-        Ok(Self {
+        let rate = |s: &str| Rate::parse(s);
+        let t = &settings.throttle;
+        let mut state = Self {
             passwords: Passwords::new(&settings.password)?,
             proxies: TrustedProxies::new(&settings.server.trusted_proxies),
+            login_throttle: Arc::new(LoginThrottle::new(rate(&t.login)?, rate(&t.login_ip)?)),
+            anon_throttle: Arc::new(Window::new(rate(&t.anon)?)),
+            user_throttle: Arc::new(Window::new(rate(&t.user)?)),
+            default_permission: Permission::from_name(&settings.auth.default_permission)
+                .ok_or("unknown auth.default_permission")?,
+            chains: Arc::new(HashMap::new()),
             settings: Arc::new(settings),
             events: Events,
             health: Health::default(),
             db,
-        })
+        };
+        let mut chains = HashMap::new();
+        let default = state.settings.auth.chain.clone();
+        let overrides = crate::api::policy::chain_overrides().map(|names| names.iter().map(|n| n.to_string()).collect());
+        for names in std::iter::once(default).chain(overrides) {
+            let chain = Chain::from_names(&names, &state)?;
+            chains.insert(names, chain);
+        }
+        state.chains = Arc::new(chains);
+        Ok(state)
+    }
+
+    /// The chain a view runs: its own list of authenticators, or `auth.chain`.
+    pub fn chain(&self, names: Option<&[&str]>) -> Option<&Chain> {
+        match names {
+            Some(names) => self.chains.get(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
+            None => self.chains.get(&self.settings.auth.chain),
+        }
     }
 }
 

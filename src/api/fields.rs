@@ -32,7 +32,7 @@ impl Char {
 
 /// The body being validated and the errors found so far.
 pub struct Fields<'a> {
-    data: &'a Map<String, Value>,
+    pub data: &'a Map<String, Value>,
     pub errors: FieldErrors,
 }
 

@@ -1,10 +1,16 @@
 //! HTTP handlers: thin, they parse, call a service, and map the result.
 pub mod account;
+pub mod admin;
+pub mod auth;
 pub mod body;
+pub mod cookies;
+pub mod examples;
 pub mod fields;
 pub mod health;
+pub mod policy;
+pub mod session;
 
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::{Object, OpenApiService, Tags};
 
 use crate::state::AppState;
 
@@ -20,9 +26,23 @@ pub enum ApiTags {
     Account,
     /// Staff-only and operational endpoints.
     Admin,
+    /// The tutorial's example views: protected pages, permissions, cookies.
+    Examples,
 }
 
-pub type Apis = (account::AccountApi, health::HealthApi);
+/// `{"message": "..."}`
+#[derive(Debug, Object)]
+pub struct MessageBody {
+    pub message: String,
+}
+
+pub type Apis = (
+    account::AccountApi,
+    session::SessionApi,
+    examples::ExamplesApi,
+    admin::AdminApi,
+    health::HealthApi,
+);
 
 const DESCRIPTION: &str = "portcullis gives API clients what Django REST Framework's \
 authentication gives Django projects: session cookies for browsers, opaque `Token` keys for \
@@ -30,6 +50,12 @@ mobile apps and scripts, and JWT access/refresh pairs, behind one authenticator 
 in order, with DRF's status codes and error bodies.";
 
 pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
-    let apis = (account::AccountApi { state: state.clone() }, health::HealthApi { state: state.clone() });
+    let apis = (
+        account::AccountApi { state: state.clone() },
+        session::SessionApi { state: state.clone() },
+        examples::ExamplesApi { state: state.clone() },
+        admin::AdminApi { state: state.clone() },
+        health::HealthApi { state: state.clone() },
+    );
     OpenApiService::new(apis, "portcullis", env!("CARGO_PKG_VERSION")).description(DESCRIPTION)
 }

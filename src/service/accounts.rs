@@ -1,4 +1,6 @@
 //! Creating users and changing passwords, with Django's validation and messages.
+use std::net::IpAddr;
+
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
@@ -6,10 +8,11 @@ use super::{FieldErrors, ServiceError};
 use crate::{
     crypto,
     password::{
-        Passwords,
+        Passwords, Verdict,
         validators::{UserAttributes, validate_password, validate_username},
     },
     store::{self, user},
+    throttle::LoginThrottle,
 };
 
 pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
@@ -155,6 +158,75 @@ pub async fn set_password(
     active.password = Set(hash);
     active.security_stamp = Set(new_security_stamp());
     Ok(active.update(db).await?)
+}
+
+/// Why a username/password pair was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong password, unknown user or inactive user: one answer for all three.
+    Invalid,
+    /// Too many failures for this username or client; retry after this many seconds.
+    Throttled(u64),
+}
+
+/// Django's `authenticate()` with ModelBackend, hardened: failures are counted per
+/// username and per client IP (and refused while over the limit, even with the right
+/// password); an unknown user costs one dummy hash so the timing tells nothing; inactive
+/// users are refused like a wrong password; a correct password under an outdated hash is
+/// rehashed now (Django's `must_update`).
+pub async fn check_credentials(
+    db: &impl ConnectionTrait,
+    passwords: &Passwords,
+    throttle: &LoginThrottle,
+    username: &str,
+    password: &str,
+    ip: Option<IpAddr>,
+) -> Result<Result<user::Model, Refusal>, ServiceError> {
+    if let Err(wait) = throttle.check(username, ip) {
+        return Ok(Err(Refusal::Throttled(wait)));
+    }
+    let account = find_by_username(db, username).await?;
+    let verdict = passwords.verify(password.to_owned(), account.as_ref().map(|a| a.password.clone())).await?;
+    match (account, verdict) {
+        (Some(account), Verdict::Match { upgrade }) if account.is_active => {
+            if upgrade {
+                let hash = passwords.hash(password.to_owned()).await?;
+                let mut active: user::ActiveModel = account.clone().into();
+                active.password = Set(hash);
+                return Ok(Ok(active.update(db).await?));
+            }
+            Ok(Ok(account))
+        }
+        _ => {
+            throttle.failed(username, ip);
+            Ok(Err(Refusal::Invalid))
+        }
+    }
+}
+
+/// Django's `update_last_login`.
+pub async fn record_login(db: &impl ConnectionTrait, user_id: i64) -> Result<(), ServiceError> {
+    user::Entity::update_many()
+        .col_expr(user::Column::LastLogin, sea_orm::sea_query::Expr::value(Utc::now()))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Rotates the security stamp: every session and JWT issued before stops working.
+pub async fn rotate_stamp(db: &impl ConnectionTrait, account: user::Model) -> Result<user::Model, ServiceError> {
+    let mut active: user::ActiveModel = account.into();
+    active.security_stamp = Set(new_security_stamp());
+    Ok(active.update(db).await?)
+}
+
+/// Sets `is_active`; returns the user, or `NotFound`.
+pub async fn set_active(db: &impl ConnectionTrait, username: &str, active: bool) -> Result<user::Model, ServiceError> {
+    let account = find_by_username(db, username).await?.ok_or_else(|| ServiceError::NotFound(format!("user '{username}' does not exist")))?;
+    let mut model: user::ActiveModel = account.into();
+    model.is_active = Set(active);
+    Ok(model.update(db).await?)
 }
 
 pub fn new_security_stamp() -> String {

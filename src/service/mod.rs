@@ -1,5 +1,8 @@
 //! Framework-free logic: takes the database, returns domain results and errors.
 pub mod accounts;
+pub mod permissions;
+pub mod sessions;
+pub mod tokens;
 
 use serde_json::{Map, Value};
 
@@ -36,6 +39,14 @@ impl FieldErrors {
 
     pub fn to_json(&self) -> Value {
         Value::Object(self.0.clone())
+    }
+
+    /// The same errors with one field renamed (a shared validator, another field name).
+    pub fn renamed(mut self, from: &str, to: &str) -> Self {
+        if let Some(v) = self.0.remove(from) {
+            self.0.insert(to.to_owned(), v);
+        }
+        self
     }
 
     /// "field: message" lines, for the CLI.

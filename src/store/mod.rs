@@ -1,4 +1,7 @@
 //! The database: connecting, migrating, and the sea-orm entities.
+pub mod perm;
+pub mod session;
+pub mod token;
 pub mod user;
 
 use std::time::Duration;

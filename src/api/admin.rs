@@ -1,0 +1,83 @@
+//! Staff endpoints.
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
+use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
+
+use super::{ApiTags, auth::Caller};
+use crate::{error::ApiError, state::AppState, store::user};
+
+pub struct AdminApi {
+    pub state: AppState,
+}
+
+#[derive(Debug, Object)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub last_login: Option<DateTime<Utc>>,
+    pub date_joined: DateTime<Utc>,
+}
+
+/// DRF's `PageNumberPagination` envelope.
+#[derive(Debug, Object)]
+pub struct UserPage {
+    pub count: u64,
+    /// The next page's URL (path and query), or null.
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub results: Vec<UserRow>,
+}
+
+const MAX_PAGE_SIZE: u64 = 1000;
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl AdminApi {
+    /// List users (staff)
+    ///
+    /// Paginated as DRF's `PageNumberPagination`: `?page=N` (from 1) and `?page_size=N`
+    /// (default 100, at most 1000). A page past the end is 404 `Invalid page.`.
+    #[oai(path = "/users/", method = "get", operation_id = "users_list")]
+    async fn users(&self, _caller: Data<&Caller>, page: Query<Option<u64>>, page_size: Query<Option<u64>>) -> Result<Json<UserPage>, ApiError> {
+        let size = page_size.0.unwrap_or(100).clamp(1, MAX_PAGE_SIZE);
+        let page = page.0.unwrap_or(1);
+        let pages = user::Entity::find().order_by_asc(user::Column::Id).paginate(&self.state.db, size);
+        let count = pages.num_items().await?;
+        let last = count.div_ceil(size).max(1);
+        if page == 0 || page > last {
+            return Err(ApiError::Body {
+                status: poem::http::StatusCode::NOT_FOUND,
+                body: serde_json::json!({"detail": "Invalid page."}),
+                challenge: None,
+            });
+        }
+        let rows = pages.fetch_page(page - 1).await?;
+        let link = |p: u64| format!("/users/?page={p}&page_size={size}");
+        Ok(Json(UserPage {
+            count,
+            next: (page < last).then(|| link(page + 1)),
+            previous: (page > 1).then(|| link(page - 1)),
+            results: rows
+                .into_iter()
+                .map(|u| UserRow {
+                    id: u.id,
+                    username: u.username,
+                    email: u.email,
+                    first_name: u.first_name,
+                    last_name: u.last_name,
+                    is_active: u.is_active,
+                    is_staff: u.is_staff,
+                    is_superuser: u.is_superuser,
+                    last_login: u.last_login,
+                    date_joined: u.date_joined,
+                })
+                .collect(),
+        }))
+    }
+}

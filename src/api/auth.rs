@@ -1,0 +1,134 @@
+//! The authentication middleware: collects credentials from the request, runs the view's
+//! chain and permission (see `policy`), applies DRF's throttles, and hands handlers a
+//! [`Caller`]. Afterwards it keeps sessions alive (sliding expiry) and clears dead cookies.
+use std::sync::Arc;
+
+use chrono::Utc;
+use poem::{Endpoint, IntoResponse, Request, Response, http::header, web::cookie::CookieJar};
+
+use super::{cookies, policy::policy_for};
+use crate::{
+    authn::{Credentials, Identity, Method},
+    error::{ApiError, NOT_AUTHENTICATED, PERMISSION_DENIED},
+    service::sessions,
+    state::AppState,
+};
+
+/// Who is calling, as the chain decided; handlers take it with `Data<&Caller>`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Option<Identity>,
+    pub creds: Arc<Credentials>,
+}
+
+impl Caller {
+    /// The authenticated identity (the view's permission guarantees it where required).
+    pub fn identity(&self) -> Result<&Identity, ApiError> {
+        self.identity.as_ref().ok_or_else(|| ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: None })
+    }
+}
+
+pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    let Some(policy) = policy_for(req.uri().path()) else {
+        return next.call(req).await.map(IntoResponse::into_response);
+    };
+    let state = req.data::<AppState>().cloned().ok_or_else(|| ApiError::Internal("no application state".into()))?;
+    let creds = Arc::new(collect(&mut req, &state).await?);
+    let chain = state.chain(policy.chain).ok_or_else(|| ApiError::Internal("chain not built".into()))?;
+    let found = chain.authenticate(&creds).await?;
+    let jar = req.cookie().clone();
+    if found.stale.contains(&"session") {
+        jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
+    }
+    let permission = policy.permission.unwrap_or(state.default_permission);
+    if !permission.allows(found.identity.as_ref(), &creds.method, &state.db).await.map_err(ApiError::from)? {
+        return Err(match found.identity {
+            None => ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: chain.challenge() },
+            Some(_) => ApiError::PermissionDenied(PERMISSION_DENIED.into()),
+        }
+        .into());
+    }
+    let throttled = match &found.identity {
+        Some(identity) => state.user_throttle.allow(&identity.user.id.to_string()),
+        None => state.anon_throttle.allow(&creds.client_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string())),
+    };
+    if let Err(wait) = throttled {
+        return Err(ApiError::Throttled { wait }.into());
+    }
+    let caller = Caller { identity: found.identity, creds };
+    req.extensions_mut().insert(caller.clone());
+    let resp = next.call(req).await?.into_response();
+    if resp.status().is_success()
+        && let Some(identity) = &caller.identity
+        && identity.method == Method::Session
+    {
+        keep_alive(&state, &jar, &caller).await;
+    }
+    Ok(resp)
+}
+
+/// Records activity on the session (throttled) and, with `save_every_request`, slides its
+/// expiry and re-sends the cookie with a fresh Max-Age.
+async fn keep_alive(state: &AppState, jar: &CookieJar, caller: &Caller) {
+    let Some(session) = caller.identity.as_ref().and_then(Identity::session) else { return };
+    let settings = &state.settings.session;
+    let age = chrono::Duration::seconds(i64::try_from(settings.cookie_age).unwrap_or(i64::MAX / 1000));
+    if sessions::should_touch(session.last_seen, age, Utc::now()) {
+        let extend = settings.save_every_request.then_some(age);
+        if let Err(e) = sessions::touch(&state.db, session.id, extend).await {
+            tracing::warn!(error = %e, "could not record session activity");
+        }
+    }
+    let Some(key) = caller.creds.cookies.get(&settings.cookie_name) else { return };
+    // Only if the view did not replace or remove the cookie itself (login, logout, password change).
+    let unchanged = jar.get(&settings.cookie_name).is_some_and(|c| c.value_str() == key);
+    if settings.save_every_request && unchanged {
+        jar.add(cookies::session(key, &state.settings));
+    }
+}
+
+/// Gathers what authenticators may look at; nothing else of the request reaches them.
+async fn collect(req: &mut Request, state: &AppState) -> Result<Credentials, ApiError> {
+    let settings = &state.settings;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let forwarded = header("x-forwarded-for");
+    let client_ip = state.proxies.client_ip(peer, forwarded.as_deref());
+    let secure = peer.is_some_and(|p| state.proxies.trusts(p))
+        && header("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let mut creds = Credentials {
+        method: req.method().as_str().to_owned(),
+        authorization: req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec()),
+        origin: header("origin"),
+        referer: header("referer"),
+        host: header("host"),
+        secure,
+        csrf_header: header(&settings.csrf.header_name),
+        client_ip,
+        user_agent: header("user-agent"),
+        ..Credentials::default()
+    };
+    for name in [&settings.session.cookie_name, &settings.csrf.cookie_name] {
+        if let Some(cookie) = req.cookie().get(name) {
+            creds.cookies.insert(name.clone(), cookie.value_str().to_owned());
+        }
+    }
+    let is_form = req.content_type().is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !creds.is_safe_method() && is_form && creds.cookies.contains_key(&settings.session.cookie_name) {
+        creds.csrf_form = read_form_token(req, settings.server.max_body_bytes).await?;
+    }
+    Ok(creds)
+}
+
+/// Django reads `csrfmiddlewaretoken` from a form POST; the body is put back for the view.
+async fn read_form_token(req: &mut Request, limit: usize) -> Result<Option<String>, ApiError> {
+    let bytes = req.take_body().into_bytes_limit(limit).await.map_err(|e| match e {
+        poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge(limit),
+        other => ApiError::Parse(format!("Could not read the request body: {other}")),
+    })?;
+    let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+        .ok()
+        .and_then(|pairs| pairs.into_iter().rev().find(|(k, _)| k == "csrfmiddlewaretoken").map(|(_, v)| v));
+    req.set_body(bytes);
+    Ok(token)
+}

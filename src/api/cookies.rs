@@ -1,0 +1,57 @@
+//! The cookies portcullis sets, with Django's attributes.
+use chrono::{Duration, TimeZone, Utc};
+use poem::web::cookie::{Cookie, SameSite};
+
+use crate::{authn::csrf, config::Settings};
+
+fn same_site(value: &str) -> SameSite {
+    match value {
+        "Strict" => SameSite::Strict,
+        "None" => SameSite::None,
+        _ => SameSite::Lax,
+    }
+}
+
+fn seconds(secs: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(secs)
+}
+
+/// `sessionid`: HttpOnly, SameSite and Secure from config, Path=/, and Max-Age/Expires
+/// unless `expire_at_browser_close` (then a browser-session cookie).
+pub fn session(key: &str, settings: &Settings) -> Cookie {
+    let s = &settings.session;
+    let mut cookie = Cookie::new_with_str(&s.cookie_name, key);
+    cookie.set_http_only(true);
+    cookie.set_path("/");
+    cookie.set_same_site(same_site(&s.cookie_samesite));
+    cookie.set_secure(s.cookie_secure);
+    if !s.expire_at_browser_close {
+        cookie.set_max_age(seconds(s.cookie_age));
+        cookie.set_expires(Utc::now() + Duration::seconds(i64::try_from(s.cookie_age).unwrap_or(i64::MAX / 1000)));
+    }
+    cookie
+}
+
+/// `csrftoken`: readable by JavaScript (it must copy it into the header), a year long.
+pub fn csrf(secret: &str, settings: &Settings) -> Cookie {
+    let mut cookie = Cookie::new_with_str(&settings.csrf.cookie_name, secret);
+    cookie.set_http_only(false);
+    cookie.set_path("/");
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_secure(settings.csrf.cookie_secure);
+    cookie.set_max_age(seconds(csrf::COOKIE_AGE));
+    cookie.set_expires(Utc::now() + Duration::seconds(csrf::COOKIE_AGE as i64));
+    cookie
+}
+
+/// Django's `delete_cookie`: empty value, Max-Age=0, expired in 1970, Path=/.
+pub fn removal(name: &str, settings: &Settings) -> Cookie {
+    let mut cookie = Cookie::new_with_str(name, "");
+    cookie.set_path("/");
+    cookie.set_max_age(seconds(0));
+    if let Some(epoch) = Utc.timestamp_opt(0, 0).single() {
+        cookie.set_expires(epoch);
+    }
+    cookie.set_same_site(same_site(&settings.session.cookie_samesite));
+    cookie
+}

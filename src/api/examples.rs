@@ -1,0 +1,128 @@
+//! The seed's example views: protected pages, profile, permissions, cookies.
+use poem::web::{Data, cookie::CookieJar};
+use poem_openapi::{Object, OpenApi, payload::Json};
+use chrono::{DateTime, Utc};
+
+use super::{ApiTags, MessageBody, auth::Caller, cookies};
+use crate::{error::ApiError, state::AppState};
+
+pub struct ExamplesApi {
+    pub state: AppState,
+}
+
+#[derive(Debug, Object)]
+pub struct ProfileBody {
+    pub username: String,
+    pub email: String,
+}
+
+#[derive(Debug, Object)]
+pub struct WhoAmI {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    pub last_login: Option<DateTime<Utc>>,
+    pub date_joined: DateTime<Utc>,
+    /// Which authenticator vouched for the request: session, token, jwt or basic.
+    pub auth: String,
+}
+
+#[derive(Debug, Object)]
+pub struct CookieValue {
+    /// The `token` cookie's value, or "No token".
+    pub token: String,
+}
+
+fn message(text: String) -> Json<MessageBody> {
+    Json(MessageBody { message: text })
+}
+
+#[OpenApi(tag = "ApiTags::Examples")]
+impl ExamplesApi {
+    /// A protected view
+    ///
+    /// The seed's `protected_view`: any authenticated user (`auth.default_permission`).
+    #[oai(path = "/protected/", method = "get", operation_id = "protected")]
+    async fn protected(&self, caller: Data<&Caller>) -> Result<Json<MessageBody>, ApiError> {
+        let user = &caller.identity()?.user;
+        Ok(message(format!("Hello, {}! You have access to this view.", user.username)))
+    }
+
+    /// A dashboard
+    #[oai(path = "/dashboard/", method = "get", operation_id = "dashboard")]
+    async fn dashboard(&self, caller: Data<&Caller>) -> Result<Json<MessageBody>, ApiError> {
+        let user = &caller.identity()?.user;
+        Ok(message(format!("Hello {}, welcome to your dashboard", user.username)))
+    }
+
+    /// My profile (token authentication only)
+    ///
+    /// This view's chain is `["token"]` (DRF's per-view `authentication_classes`): a
+    /// session cookie is not enough, and an anonymous call gets 401 `WWW-Authenticate: Token`.
+    #[oai(path = "/profile/", method = "get", operation_id = "profile", tag = "ApiTags::Token")]
+    async fn profile(&self, caller: Data<&Caller>) -> Result<Json<ProfileBody>, ApiError> {
+        let user = &caller.identity()?.user;
+        Ok(Json(ProfileBody { username: user.username.clone(), email: user.email.clone() }))
+    }
+
+    /// Who am I
+    #[oai(path = "/whoami/", method = "get", operation_id = "whoami", tag = "ApiTags::Account")]
+    async fn whoami(&self, caller: Data<&Caller>) -> Result<Json<WhoAmI>, ApiError> {
+        let identity = caller.identity()?;
+        let u = &identity.user;
+        Ok(Json(WhoAmI {
+            id: u.id,
+            username: u.username.clone(),
+            email: u.email.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            is_active: u.is_active,
+            is_staff: u.is_staff,
+            is_superuser: u.is_superuser,
+            last_login: u.last_login,
+            date_joined: u.date_joined,
+            auth: identity.method.as_str().to_owned(),
+        }))
+    }
+
+    /// Publish (needs `articles.can_publish`)
+    ///
+    /// Allowed to users holding the Django-style permission `articles.can_publish`
+    /// directly or through a group, and to superusers.
+    #[oai(path = "/publish/", method = "post", operation_id = "publish")]
+    async fn publish(&self, caller: Data<&Caller>) -> Result<Json<MessageBody>, ApiError> {
+        let user = &caller.identity()?.user;
+        Ok(message(format!("Article published by {}", user.username)))
+    }
+
+    /// Set the example cookie
+    ///
+    /// The seed's `SetCookieView`: sets `token=example_cookie_value` for an hour.
+    #[oai(path = "/cookie/set/", method = "get", operation_id = "cookie_set")]
+    async fn cookie_set(&self, jar: &CookieJar) -> Json<MessageBody> {
+        let mut cookie = poem::web::cookie::Cookie::new_with_str("token", "example_cookie_value");
+        cookie.set_max_age(std::time::Duration::from_secs(3600));
+        cookie.set_path("/");
+        jar.add(cookie);
+        message("Cookie set!".into())
+    }
+
+    /// Read the example cookie
+    #[oai(path = "/cookie/get/", method = "get", operation_id = "cookie_get")]
+    async fn cookie_get(&self, jar: &CookieJar) -> Json<CookieValue> {
+        let token = jar.get("token").map_or_else(|| "No token".to_owned(), |c| c.value_str().to_owned());
+        Json(CookieValue { token })
+    }
+
+    /// Delete the example cookie
+    #[oai(path = "/cookie/delete/", method = "get", operation_id = "cookie_delete")]
+    async fn cookie_delete(&self, jar: &CookieJar) -> Json<MessageBody> {
+        jar.add(cookies::removal("token", &self.state.settings));
+        message("Cookie deleted!".into())
+    }
+}

@@ -1,0 +1,348 @@
+//! Browser sessions: login, logout, CSRF, the session itself and the user's session list.
+use chrono::{DateTime, Utc};
+use poem::web::{Data, cookie::CookieJar};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use serde_json::{Map, Value, json};
+
+use super::{
+    ApiTags, MessageBody,
+    auth::Caller,
+    body::DrfBody,
+    cookies,
+    fields::{Char, Fields},
+};
+use crate::{
+    authn::{Identity, Method, csrf},
+    error::ApiError,
+    events::{EventContext, EventKind},
+    service::{
+        accounts::{self, Refusal},
+        sessions::{self, Origin},
+        tokens,
+    },
+    state::AppState,
+};
+
+pub struct SessionApi {
+    pub state: AppState,
+}
+
+/// Username and password.
+#[derive(Debug, Object)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(ApiResponse)]
+pub enum MessageResponse {
+    #[oai(status = 200)]
+    Ok(Json<MessageBody>),
+}
+
+fn message(text: impl Into<String>) -> MessageResponse {
+    MessageResponse::Ok(Json(MessageBody { message: text.into() }))
+}
+
+#[derive(Debug, Object)]
+pub struct CsrfBody {
+    /// A masked CSRF token for the `X-CSRFToken` header (the cookie's secret works too).
+    #[oai(rename = "csrfToken")]
+    pub csrf_token: String,
+}
+
+#[derive(Debug, Object)]
+pub struct SessionBody {
+    /// The public id of the session that authenticated this request, or null. Never the
+    /// cookie's secret value.
+    pub session_key: Option<String>,
+    /// "" for an anonymous caller.
+    pub username: String,
+}
+
+#[derive(Debug, Object)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+#[derive(ApiResponse)]
+pub enum Deleted {
+    /// Revoked.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+/// Old and new password.
+#[derive(Debug, Object)]
+pub struct PasswordChangeRequest {
+    pub old_password: String,
+    pub new_password: String,
+}
+
+/// The session's own data: any JSON object.
+pub type SessionData = std::collections::HashMap<String, Value>;
+
+impl SessionApi {
+    fn age(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.state.settings.session.cookie_age).unwrap_or(i64::MAX / 1000))
+    }
+
+    fn ctx(caller: &Caller, user: Option<&crate::store::user::Model>) -> EventContext {
+        EventContext {
+            user_id: user.map(|u| u.id),
+            username: user.map(|u| u.username.clone()),
+            ip: caller.creds.client_ip,
+            user_agent: caller.creds.user_agent.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Login CSRF: DRF never checks anonymous POSTs, so a foreign page could log a victim
+    /// into the attacker's account. A present `Origin` must be ours or trusted.
+    fn refuse_foreign_origin(&self, caller: &Caller) -> Result<(), ApiError> {
+        match &caller.creds.origin {
+            Some(origin) if !csrf::origin_verified(&caller.creds, origin, &self.state.settings.csrf.trusted_origins) => {
+                Err(ApiError::PermissionDenied(format!(
+                    "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Session")]
+impl SessionApi {
+    /// Log in (session)
+    ///
+    /// Checks the username and password and opens a session: sets `sessionid` (HttpOnly)
+    /// and a fresh `csrftoken`. A session cookie already presented is replaced (session
+    /// fixation). Wrong password, unknown user and inactive user all answer the same 400 in
+    /// the same time; repeated failures are throttled (429 + Retry-After).
+    #[oai(path = "/login/", method = "post", operation_id = "login")]
+    async fn login(&self, caller: Data<&Caller>, jar: &CookieJar, body: DrfBody<LoginRequest>) -> Result<MessageResponse, ApiError> {
+        self.refuse_foreign_origin(&caller)?;
+        let mut fields = Fields::new(&body.data)?;
+        let username = fields.char("username", Char { trim: false, ..Char::REQUIRED });
+        let password = fields.char("password", Char::PASSWORD);
+        fields.errors.into_result()?;
+        let state = &self.state;
+        let ip = caller.creds.client_ip;
+        let user = match accounts::check_credentials(&state.db, &state.passwords, &state.login_throttle, &username, &password, ip).await? {
+            Ok(user) => user,
+            Err(Refusal::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
+            Err(Refusal::Invalid) => {
+                let ctx = EventContext { username: Some(username.clone()), ..Self::ctx(&caller, None) };
+                state.events.emit(EventKind::LoginFailed, ctx);
+                return Err(ApiError::Body {
+                    status: poem::http::StatusCode::BAD_REQUEST,
+                    body: json!({"error": "Invalid credentials"}),
+                    challenge: None,
+                });
+            }
+        };
+        let key = match caller.identity.as_ref().and_then(|i| i.session().map(|s| (i, s))) {
+            // Django's cycle_key: same user, same data, new key.
+            Some((identity, session)) if identity.user.id == user.id => {
+                sessions::cycle_key(&state.db, session.id, Some(&user.security_stamp), self.age()).await?
+            }
+            other => {
+                if let Some((_, session)) = other {
+                    sessions::delete(&state.db, session.id).await?;
+                }
+                let origin = Origin { ip: ip.map(|ip| ip.to_string()), user_agent: caller.creds.user_agent.clone() };
+                sessions::create(&state.db, &user, origin, self.age()).await?.0
+            }
+        };
+        accounts::record_login(&state.db, user.id).await?;
+        jar.add(cookies::session(&key, &state.settings));
+        jar.add(cookies::csrf(&csrf::new_secret(), &state.settings));
+        state.events.emit(EventKind::LoginSucceeded, Self::ctx(&caller, Some(&user)));
+        Ok(message("Logged in successfully"))
+    }
+
+    /// Log out
+    ///
+    /// Ends what authenticated the request: a session is deleted and its cookie expired; a
+    /// token is revoked. Session requests need the CSRF header; token requests never do.
+    #[oai(path = "/logout/", method = "post", operation_id = "logout")]
+    async fn logout(&self, caller: Data<&Caller>, jar: &CookieJar) -> Result<MessageResponse, ApiError> {
+        let state = &self.state;
+        if let Some(identity) = &caller.identity {
+            match &identity.credential {
+                crate::authn::Credential::Session(session) => {
+                    sessions::delete(&state.db, session.id).await?;
+                    jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
+                }
+                crate::authn::Credential::Token { id } => {
+                    tokens::delete(&state.db, identity.user.id, *id).await?;
+                }
+                _ => {}
+            }
+            state.events.emit(EventKind::LoggedOut, Self::ctx(&caller, Some(&identity.user)));
+        }
+        Ok(message("Logged out successfully"))
+    }
+
+    /// Log out everywhere
+    ///
+    /// Revokes every session, token and JWT of the user, this one included.
+    #[oai(path = "/logoutall/", method = "post", operation_id = "logoutall")]
+    async fn logoutall(&self, caller: Data<&Caller>, jar: &CookieJar) -> Result<MessageResponse, ApiError> {
+        let identity = caller.identity()?;
+        let state = &self.state;
+        let user = accounts::rotate_stamp(&state.db, identity.user.clone()).await?;
+        sessions::delete_for_user(&state.db, user.id, None).await?;
+        tokens::delete_for_user(&state.db, user.id).await?;
+        if caller.creds.cookies.contains_key(&state.settings.session.cookie_name) {
+            jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
+        }
+        state.events.emit(EventKind::LoggedOutEverywhere, Self::ctx(&caller, Some(&user)));
+        Ok(message("Logged out of every session and token"))
+    }
+
+    /// Get a CSRF token
+    ///
+    /// Sets the `csrftoken` cookie if missing (Django's `ensure_csrf_cookie`) and returns a
+    /// masked token to send as `X-CSRFToken` on unsafe session requests.
+    #[oai(path = "/csrf/", method = "get", operation_id = "csrf")]
+    async fn csrf(&self, caller: Data<&Caller>, jar: &CookieJar) -> Json<CsrfBody> {
+        let settings = &self.state.settings;
+        let cookie = caller.creds.cookies.get(&settings.csrf.cookie_name).map(String::as_str);
+        let secret = csrf::valid_cookie_secret(cookie).unwrap_or_else(|| {
+            let secret = csrf::new_secret();
+            jar.add(cookies::csrf(&secret, settings));
+            secret
+        });
+        Json(CsrfBody { csrf_token: csrf::mask(&secret) })
+    }
+
+    /// The current session
+    #[oai(path = "/session/", method = "get", operation_id = "session")]
+    async fn session(&self, caller: Data<&Caller>) -> Json<SessionBody> {
+        let identity = caller.identity.as_ref();
+        Json(SessionBody {
+            session_key: identity.and_then(Identity::session).map(|s| s.public_id.clone()),
+            username: identity.map(|i| i.user.username.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// Read the session's data
+    #[oai(path = "/session/data/", method = "get", operation_id = "session_data_get")]
+    async fn session_data(&self, caller: Data<&Caller>) -> Result<Json<Value>, ApiError> {
+        let session = caller.identity()?.session().ok_or(ApiError::NotFound)?;
+        let data = sessions::data(&self.state.db, session.id).await?.ok_or(ApiError::NotFound)?;
+        Ok(Json(Value::Object(data)))
+    }
+
+    /// Update the session's data
+    ///
+    /// Merges the body into the data: a key set to `null` is deleted. Concurrent updates of
+    /// different keys all survive. Answers the merged object.
+    #[oai(path = "/session/data/", method = "patch", operation_id = "session_data_patch")]
+    async fn patch_session_data(&self, caller: Data<&Caller>, body: DrfBody<SessionData>) -> Result<Json<Value>, ApiError> {
+        let session = caller.identity()?.session().ok_or(ApiError::NotFound)?;
+        let patch: &Map<String, Value> = Fields::new(&body.data)?.data;
+        let data = sessions::merge_data(&self.state.db, session.id, patch).await?.ok_or(ApiError::NotFound)?;
+        Ok(Json(Value::Object(data)))
+    }
+
+    /// List my sessions
+    #[oai(path = "/sessions/", method = "get", operation_id = "sessions_list")]
+    async fn sessions(&self, caller: Data<&Caller>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+        let identity = caller.identity()?;
+        let current = identity.session().map(|s| s.id);
+        let rows = sessions::list_for_user(&self.state.db, identity.user.id).await?;
+        Ok(Json(
+            rows.into_iter()
+                .map(|s| SessionInfo {
+                    current: Some(s.id) == current,
+                    id: s.public_id,
+                    created: s.created_at,
+                    last_seen: s.last_seen,
+                    expires: s.expires_at,
+                    ip: s.ip,
+                    user_agent: s.user_agent,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Revoke one of my sessions
+    ///
+    /// 404 when the id is not one of the caller's sessions.
+    #[oai(path = "/sessions/:id/", method = "delete", operation_id = "sessions_delete")]
+    async fn delete_session(&self, caller: Data<&Caller>, jar: &CookieJar, id: Path<String>) -> Result<Deleted, ApiError> {
+        let identity = caller.identity()?;
+        let state = &self.state;
+        let deleted = sessions::delete_public(&state.db, identity.user.id, &id).await?.ok_or(ApiError::NotFound)?;
+        if identity.session().is_some_and(|s| s.id == deleted) {
+            jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
+        }
+        let ctx = EventContext { credential: Some(id.0.clone()), ..Self::ctx(&caller, Some(&identity.user)) };
+        state.events.emit(EventKind::SessionRevoked, ctx);
+        Ok(Deleted::NoContent)
+    }
+
+    /// Change my password
+    ///
+    /// Every other session and token of the user stops working; the current session goes
+    /// on under a new key (Django's `update_session_auth_hash`).
+    #[oai(path = "/password/change/", method = "post", operation_id = "password_change", tag = "ApiTags::Account")]
+    async fn password_change(
+        &self,
+        caller: Data<&Caller>,
+        jar: &CookieJar,
+        body: DrfBody<PasswordChangeRequest>,
+    ) -> Result<MessageResponse, ApiError> {
+        let identity = caller.identity()?;
+        let mut fields = Fields::new(&body.data)?;
+        let old = fields.char("old_password", Char::PASSWORD);
+        let new = fields.char("new_password", Char::PASSWORD.max(accounts::MAX_PASSWORD));
+        fields.errors.into_result()?;
+        let state = &self.state;
+        let ip = caller.creds.client_ip;
+        let username = &identity.user.username;
+        match accounts::check_credentials(&state.db, &state.passwords, &state.login_throttle, username, &old, ip).await? {
+            Ok(_) => {}
+            Err(Refusal::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
+            Err(Refusal::Invalid) => {
+                return Err(ApiError::Validation(crate::service::FieldErrors::single(
+                    "old_password",
+                    "Your old password was entered incorrectly. Please enter it again.",
+                )));
+            }
+        }
+        let user = accounts::set_password(&state.db, &state.passwords, identity.user.clone(), new)
+            .await
+            .map_err(|e| rename_field(e, "password", "new_password"))?;
+        let keep_session = identity.session().map(|s| s.id);
+        sessions::delete_for_user(&state.db, user.id, keep_session).await?;
+        let keep_token = match identity.credential {
+            crate::authn::Credential::Token { id } => Some(id),
+            _ => None,
+        };
+        tokens::delete_for_user_except(&state.db, user.id, keep_token).await?;
+        if let (Some(id), Method::Session) = (keep_session, identity.method) {
+            let key = sessions::cycle_key(&state.db, id, Some(&user.security_stamp), self.age()).await?;
+            jar.add(cookies::session(&key, &state.settings));
+        }
+        state.events.emit(EventKind::PasswordChanged, Self::ctx(&caller, Some(&user)));
+        Ok(message("Password changed successfully"))
+    }
+}
+
+/// Validators report on "password"; this endpoint's field is another.
+fn rename_field(err: crate::service::ServiceError, from: &str, to: &str) -> crate::service::ServiceError {
+    match err {
+        crate::service::ServiceError::Invalid(errors) => crate::service::ServiceError::Invalid(errors.renamed(from, to)),
+        other => other,
+    }
+}

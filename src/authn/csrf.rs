@@ -1,0 +1,190 @@
+//! Django's `CsrfViewMiddleware`, as DRF's `SessionAuthentication.enforce_csrf` runs it:
+//! the cookie holds a 32-character secret, clients send it (or Django's 64-character masked
+//! form) in a header or a form field, and an `Origin` that is present must be ours or trusted.
+use url::Url;
+
+use super::Credentials;
+use crate::crypto;
+
+const CHARS: &[u8; 62] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+pub const SECRET_LENGTH: usize = 32;
+pub const TOKEN_LENGTH: usize = 64;
+/// Django's CSRF_COOKIE_AGE: 52 weeks.
+pub const COOKIE_AGE: u64 = 31_449_600;
+
+/// A fresh 32-character secret for the cookie.
+pub fn new_secret() -> String {
+    crypto::random_string(SECRET_LENGTH, CHARS)
+}
+
+fn index(c: u8) -> Option<usize> {
+    CHARS.iter().position(|&x| x == c)
+}
+
+/// Django's `_mask_cipher_secret`: a random mask followed by the secret shifted by it, so
+/// the token in a page differs on every request (BREACH).
+pub fn mask(secret: &str) -> String {
+    let mask = crypto::random_string(SECRET_LENGTH, CHARS);
+    let cipher: String = secret
+        .bytes()
+        .zip(mask.bytes())
+        .map(|(s, m)| CHARS[(index(s).unwrap_or(0) + index(m).unwrap_or(0)) % CHARS.len()] as char)
+        .collect();
+    format!("{mask}{cipher}")
+}
+
+/// Django's `_unmask_cipher_token`.
+fn unmask(token: &str) -> String {
+    let (mask, cipher) = token.split_at(SECRET_LENGTH);
+    cipher
+        .bytes()
+        .zip(mask.bytes())
+        .map(|(c, m)| {
+            let i = (index(c).unwrap_or(0) + CHARS.len() - index(m).unwrap_or(0)) % CHARS.len();
+            CHARS[i] as char
+        })
+        .collect()
+}
+
+/// Django's `_check_token_format`: `Err(reason suffix)`.
+fn check_format(token: &str) -> Result<(), &'static str> {
+    if token.len() != SECRET_LENGTH && token.len() != TOKEN_LENGTH {
+        return Err("has incorrect length");
+    }
+    if !token.bytes().all(|b| index(b).is_some()) {
+        return Err("has invalid characters");
+    }
+    Ok(())
+}
+
+/// The secret a cookie or token carries (masked tokens are unmasked).
+fn secret_of(token: &str) -> String {
+    if token.len() == TOKEN_LENGTH { unmask(token) } else { token.to_owned() }
+}
+
+/// The cookie's secret if the cookie is well-formed (for reuse by `GET /csrf/`).
+pub fn valid_cookie_secret(cookie: Option<&str>) -> Option<String> {
+    cookie.filter(|c| check_format(c).is_ok()).map(secret_of)
+}
+
+/// What the check needs besides the request.
+pub struct CsrfSettings<'a> {
+    pub cookie_name: &'a str,
+    pub header_name: &'a str,
+    pub trusted_origins: &'a [String],
+}
+
+/// Django's `HttpHeaders.parse_header_name` display form: "X-CSRFToken" -> "X-Csrftoken".
+fn header_display(name: &str) -> String {
+    name.split(['-', '_'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// `Ok(())` or Django's reason, to be reported as `CSRF Failed: <reason>`.
+pub fn check(creds: &Credentials, settings: &CsrfSettings<'_>) -> Result<(), String> {
+    if creds.is_safe_method() {
+        return Ok(());
+    }
+    if let Some(origin) = &creds.origin {
+        if !origin_verified(creds, origin, settings.trusted_origins) {
+            return Err(format!("Origin checking failed - {origin} does not match any trusted origins."));
+        }
+    } else if creds.secure {
+        check_referer(creds, settings.trusted_origins)?;
+    }
+    let cookie = creds.cookies.get(settings.cookie_name).ok_or("CSRF cookie not set.")?;
+    match check_format(cookie) {
+        Err("has incorrect length") => return Err("CSRF cookie has incorrect length.".into()),
+        Err(_) => return Err("CSRF cookie has invalid characters.".into()),
+        Ok(()) => {}
+    }
+    let (token, source) = match (&creds.csrf_form, &creds.csrf_header) {
+        (Some(form), _) if !form.is_empty() => (form, "POST".to_owned()),
+        (_, Some(header)) => (header, format!("the '{}' HTTP header", header_display(settings.header_name))),
+        _ => return Err("CSRF token missing.".into()),
+    };
+    check_format(token).map_err(|why| format!("CSRF token from {source} {why}."))?;
+    if !crypto::constant_time_eq(secret_of(token).as_bytes(), secret_of(cookie).as_bytes()) {
+        return Err(format!("CSRF token from {source} incorrect."));
+    }
+    Ok(())
+}
+
+/// Django's `_origin_verified`: our own origin, an exact trusted origin, or a trusted
+/// `scheme://*.domain` wildcard.
+pub fn origin_verified(creds: &Credentials, origin: &str, trusted: &[String]) -> bool {
+    let scheme = if creds.secure { "https" } else { "http" };
+    if let Some(host) = &creds.host
+        && origin == format!("{scheme}://{host}")
+    {
+        return true;
+    }
+    if trusted.iter().any(|t| t == origin) {
+        return true;
+    }
+    let Ok(parsed) = Url::parse(origin) else { return false };
+    let Some(host) = parsed.host_str() else { return false };
+    trusted.iter().filter_map(|t| t.split_once("://*")).any(|(t_scheme, domain)| {
+        t_scheme == parsed.scheme() && (host.ends_with(domain) || format!(".{host}") == domain)
+    })
+}
+
+/// Django's strict Referer check for HTTPS requests without an Origin.
+fn check_referer(creds: &Credentials, trusted: &[String]) -> Result<(), String> {
+    let referer = creds.referer.as_deref().ok_or("Referer checking failed - no Referer.")?;
+    let parsed = Url::parse(referer).map_err(|_| "Referer checking failed - Referer is malformed.".to_owned())?;
+    if parsed.scheme() != "https" {
+        return Err("Referer checking failed - Referer is insecure while host is secure.".into());
+    }
+    let referer_host = match (parsed.host_str(), parsed.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => return Err("Referer checking failed - Referer is malformed.".into()),
+    };
+    let ours = creds.host.as_deref() == Some(referer_host.as_str());
+    let trusted_host = trusted.iter().filter_map(|t| Url::parse(t).ok()).any(|t| {
+        t.host_str().is_some_and(|h| match t.port() {
+            Some(p) => format!("{h}:{p}") == referer_host,
+            None => h == referer_host,
+        })
+    });
+    if ours || trusted_host {
+        Ok(())
+    } else {
+        Err(format!("Referer checking failed - {referer} does not match any trusted origins."))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_round_trips_and_differs_each_time() {
+        let secret = new_secret();
+        assert_eq!(secret.len(), 32);
+        let (a, b) = (mask(&secret), mask(&secret));
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert_eq!(unmask(&a), secret);
+        assert_eq!(unmask(&b), secret);
+    }
+
+    #[test]
+    fn unmasks_a_token_made_by_django() {
+        // Django 5.2: _mask_cipher_secret("abcdefghijklmnopqrstuvwxyzABCDEF") with mask "0"*32.
+        let token = format!("{}{}", "0".repeat(32), "0123456789abcdefghijklmnopqrstuv");
+        assert_eq!(unmask(&token), "abcdefghijklmnopqrstuvwxyzABCDEF");
+    }
+
+    #[test]
+    fn header_names_display_as_django_does() {
+        assert_eq!(header_display("X-CSRFToken"), "X-Csrftoken");
+        assert_eq!(header_display("X-XSRF-TOKEN"), "X-Xsrf-Token");
+    }
+}

@@ -1,0 +1,187 @@
+//! The authenticator chain, as DRF's `DEFAULT_AUTHENTICATION_CLASSES`: tried in order, each
+//! authenticator answers "not mine" (the next is tried), a user (the chain stops), or a
+//! failure (the chain stops and the request is refused; later ones are not tried).
+//!
+//! Adding an authenticator is one module implementing [`Authenticator`] plus one line in
+//! [`build`]; `auth.chain` then names it.
+pub mod csrf;
+pub mod session;
+pub mod token;
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::{error::ApiError, state::AppState, store::user};
+
+/// What the transport layer collected from a request; authenticators see nothing else.
+#[derive(Debug, Default, Clone)]
+pub struct Credentials {
+    pub method: String,
+    /// The raw `Authorization` header (bytes: DRF reports non-UTF-8 as invalid characters).
+    pub authorization: Option<Vec<u8>>,
+    pub cookies: HashMap<String, String>,
+    pub origin: Option<String>,
+    pub referer: Option<String>,
+    /// `Host` as sent, for the same-origin check.
+    pub host: Option<String>,
+    /// Whether the client reached us over HTTPS (via a trusted proxy's X-Forwarded-Proto).
+    pub secure: bool,
+    /// The CSRF header's value (`csrf.header_name`).
+    pub csrf_header: Option<String>,
+    /// `csrfmiddlewaretoken` of a form-encoded body.
+    pub csrf_form: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl Credentials {
+    /// GET, HEAD, OPTIONS and TRACE never need CSRF protection.
+    pub fn is_safe_method(&self) -> bool {
+        matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE")
+    }
+
+    /// The `Authorization` header split as DRF does (`get_authorization_header().split()`).
+    pub fn authorization_parts(&self) -> Option<Vec<&[u8]>> {
+        let raw = self.authorization.as_deref()?;
+        let parts: Vec<&[u8]> = raw.split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty()).collect();
+        (!parts.is_empty()).then_some(parts)
+    }
+}
+
+/// Which authenticator vouched for the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Session,
+    Token,
+    Jwt,
+    Basic,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::Token => "token",
+            Self::Jwt => "jwt",
+            Self::Basic => "basic",
+        }
+    }
+}
+
+/// The credential that authenticated a request (public ids only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session(session::SessionRef),
+    Token { id: i64 },
+    Jwt { jti: String },
+    Basic,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: user::Model,
+    pub method: Method,
+    pub credential: Credential,
+}
+
+impl Identity {
+    pub fn session(&self) -> Option<&session::SessionRef> {
+        match &self.credential {
+            Credential::Session(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+pub enum Outcome {
+    NotMine,
+    /// Not mine, and the credential the client holds is dead (an unknown, expired or
+    /// revoked session cookie): the response tells the client to drop it.
+    Stale,
+    Authenticated(Box<Identity>),
+    Failed(Failure),
+}
+
+/// Why an authenticator refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// DRF's `AuthenticationFailed(detail)`: 401 or 403 by the first-authenticator rule.
+    Credentials(String),
+    /// A CSRF failure: DRF's `PermissionDenied`, always 403.
+    Csrf(String),
+    /// The database did not answer.
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Authenticator: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The `WWW-Authenticate` value this authenticator offers, if any (DRF's
+    /// `authenticate_header`); a chain whose first authenticator has none answers 403.
+    fn challenge(&self) -> Option<String>;
+    async fn authenticate(&self, creds: &Credentials) -> Outcome;
+}
+
+/// Builds an authenticator by its `auth.chain` name.
+pub fn build(name: &str, state: &AppState) -> Option<Arc<dyn Authenticator>> {
+    Some(match name {
+        "session" => Arc::new(session::SessionAuthenticator::new(state)),
+        "token" => Arc::new(token::TokenAuthenticator::new(state)),
+        _ => return None,
+    })
+}
+
+/// An ordered list of authenticators.
+#[derive(Clone)]
+pub struct Chain(Vec<Arc<dyn Authenticator>>);
+
+impl Chain {
+    pub fn from_names<S: AsRef<str>>(names: &[S], state: &AppState) -> Result<Self, String> {
+        names
+            .iter()
+            .map(|n| build(n.as_ref(), state).ok_or_else(|| format!("unknown authenticator {:?}", n.as_ref())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    /// The first authenticator's challenge decides 401 vs 403 (DRF `get_authenticate_header`).
+    pub fn challenge(&self) -> Option<String> {
+        self.0.first().and_then(|a| a.challenge())
+    }
+
+    /// Runs the chain: `identity: None` is an anonymous request.
+    pub async fn authenticate(&self, creds: &Credentials) -> Result<ChainResult, ApiError> {
+        let mut result = ChainResult::default();
+        for authenticator in &self.0 {
+            match authenticator.authenticate(creds).await {
+                Outcome::NotMine => continue,
+                Outcome::Stale => {
+                    result.stale.push(authenticator.name());
+                    continue;
+                }
+                Outcome::Authenticated(identity) => {
+                    result.identity = Some(*identity);
+                    return Ok(result);
+                }
+                Outcome::Failed(Failure::Credentials(detail)) => {
+                    return Err(ApiError::Unauthenticated { detail, challenge: self.challenge() });
+                }
+                Outcome::Failed(Failure::Csrf(reason)) => {
+                    return Err(ApiError::PermissionDenied(format!("CSRF Failed: {reason}")));
+                }
+                Outcome::Failed(Failure::Unavailable(cause)) => return Err(ApiError::Unavailable(cause)),
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// What the chain found.
+#[derive(Debug, Default)]
+pub struct ChainResult {
+    pub identity: Option<Identity>,
+    /// Authenticators that saw a dead credential (its cookie should be cleared).
+    pub stale: Vec<&'static str>,
+}

@@ -1,0 +1,86 @@
+//! DRF's `SessionAuthentication` over our session table: the `sessionid` cookie names a
+//! live session whose user is active and whose security stamp is the user's current one
+//! (Django's `_auth_user_hash` check); unsafe methods must then pass the CSRF check.
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+
+use super::{Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome, csrf};
+use crate::{crypto, service::sessions, state::AppState};
+
+/// The session behind a request, as APIs may show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRef {
+    pub id: i64,
+    pub public_id: String,
+    pub last_seen: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub struct SessionAuthenticator {
+    db: DatabaseConnection,
+    cookie_name: String,
+    csrf_cookie: String,
+    csrf_header: String,
+    trusted_origins: Vec<String>,
+    /// `auth.session_challenge`: answer 401 + `WWW-Authenticate: Session` instead of 403.
+    challenge: bool,
+}
+
+impl SessionAuthenticator {
+    pub fn new(state: &AppState) -> Self {
+        let s = &state.settings;
+        Self {
+            db: state.db.clone(),
+            cookie_name: s.session.cookie_name.clone(),
+            csrf_cookie: s.csrf.cookie_name.clone(),
+            csrf_header: s.csrf.header_name.clone(),
+            trusted_origins: s.csrf.trusted_origins.clone(),
+            challenge: s.auth.session_challenge,
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for SessionAuthenticator {
+    fn name(&self) -> &'static str {
+        "session"
+    }
+
+    fn challenge(&self) -> Option<String> {
+        self.challenge.then(|| "Session".to_owned())
+    }
+
+    async fn authenticate(&self, creds: &Credentials) -> Outcome {
+        let Some(key) = creds.cookies.get(&self.cookie_name) else { return Outcome::NotMine };
+        if !sessions::plausible_key(key) {
+            return Outcome::Stale;
+        }
+        let (session, user) = match sessions::lookup(&self.db, key).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Outcome::Stale,
+            Err(e) => return Outcome::Failed(Failure::Unavailable(e.to_string())),
+        };
+        let current = session.expires_at > Utc::now()
+            && user.is_active
+            && crypto::constant_time_eq(session.auth_stamp.as_bytes(), user.security_stamp.as_bytes());
+        if !current {
+            return Outcome::Stale;
+        }
+        let settings = csrf::CsrfSettings {
+            cookie_name: &self.csrf_cookie,
+            header_name: &self.csrf_header,
+            trusted_origins: &self.trusted_origins,
+        };
+        if let Err(reason) = csrf::check(creds, &settings) {
+            return Outcome::Failed(Failure::Csrf(reason));
+        }
+        let session = SessionRef {
+            id: session.id,
+            public_id: session.public_id,
+            last_seen: session.last_seen,
+            expires_at: session.expires_at,
+        };
+        Outcome::Authenticated(Box::new(Identity { user, method: Method::Session, credential: Credential::Session(session) }))
+    }
+}

@@ -1,0 +1,161 @@
+//! Django's permissions and groups: `app_label.codename` on users and groups.
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
+};
+
+use super::{ServiceError, accounts};
+use crate::store::{
+    perm::{group, group_permissions, permission, user_groups, user_permissions},
+    user,
+};
+
+/// Splits "app_label.codename".
+pub fn parse(perm: &str) -> Result<(&str, &str), ServiceError> {
+    match perm.split_once('.') {
+        Some((app, code)) if !app.is_empty() && !code.is_empty() && !code.contains('.') => Ok((app, code)),
+        _ => Err(ServiceError::NotFound(format!("permission {perm:?} is not of the form app_label.codename"))),
+    }
+}
+
+async fn find_permission(db: &impl ConnectionTrait, perm: &str) -> Result<Option<permission::Model>, ServiceError> {
+    let (app, code) = parse(perm)?;
+    Ok(permission::Entity::find()
+        .filter(permission::Column::AppLabel.eq(app))
+        .filter(permission::Column::Codename.eq(code))
+        .one(db)
+        .await?)
+}
+
+/// Django's `has_perm`: active superusers have everything; others need the permission on
+/// themselves or on one of their groups.
+pub async fn user_has_perm(db: &impl ConnectionTrait, account: &user::Model, perm: &str) -> Result<bool, DbErr> {
+    if !account.is_active {
+        return Ok(false);
+    }
+    if account.is_superuser {
+        return Ok(true);
+    }
+    let found = match find_permission(db, perm).await {
+        Ok(Some(p)) => p,
+        Ok(None) | Err(ServiceError::NotFound(_)) => return Ok(false),
+        Err(ServiceError::Db(e)) => return Err(e),
+        Err(other) => return Err(DbErr::Custom(other.to_string())),
+    };
+    let direct = user_permissions::Entity::find()
+        .filter(user_permissions::Column::UserId.eq(account.id))
+        .filter(user_permissions::Column::PermissionId.eq(found.id))
+        .count(db)
+        .await?;
+    if direct > 0 {
+        return Ok(true);
+    }
+    let groups: Vec<i64> = user_groups::Entity::find()
+        .select_only()
+        .column(user_groups::Column::GroupId)
+        .filter(user_groups::Column::UserId.eq(account.id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    if groups.is_empty() {
+        return Ok(false);
+    }
+    let via_group = group_permissions::Entity::find()
+        .filter(group_permissions::Column::GroupId.is_in(groups))
+        .filter(group_permissions::Column::PermissionId.eq(found.id))
+        .count(db)
+        .await?;
+    Ok(via_group > 0)
+}
+
+/// The permission row, created on first use (Django creates them from models; here they
+/// are named by whoever grants them).
+async fn ensure_permission(db: &impl ConnectionTrait, perm: &str) -> Result<permission::Model, ServiceError> {
+    if let Some(found) = find_permission(db, perm).await? {
+        return Ok(found);
+    }
+    let (app, code) = parse(perm)?;
+    let row = permission::ActiveModel {
+        name: Set(format!("Can {}", code.replace('_', " "))),
+        app_label: Set(app.to_owned()),
+        codename: Set(code.to_owned()),
+        ..Default::default()
+    };
+    Ok(row.insert(db).await?)
+}
+
+async fn find_user(db: &impl ConnectionTrait, username: &str) -> Result<user::Model, ServiceError> {
+    accounts::find_by_username(db, username).await?.ok_or_else(|| ServiceError::NotFound(format!("user '{username}' does not exist")))
+}
+
+/// Gives `perm` to a user (`grant`); `false` when they had it already.
+pub async fn grant(db: &impl ConnectionTrait, username: &str, perm: &str) -> Result<bool, ServiceError> {
+    let account = find_user(db, username).await?;
+    let perm = ensure_permission(db, perm).await?;
+    let existing = user_permissions::Entity::find()
+        .filter(user_permissions::Column::UserId.eq(account.id))
+        .filter(user_permissions::Column::PermissionId.eq(perm.id))
+        .count(db)
+        .await?;
+    if existing > 0 {
+        return Ok(false);
+    }
+    let row = user_permissions::ActiveModel { user_id: Set(account.id), permission_id: Set(perm.id), ..Default::default() };
+    row.insert(db).await?;
+    Ok(true)
+}
+
+/// Takes `perm` from a user (`revoke`); `false` when they did not have it.
+pub async fn revoke(db: &impl ConnectionTrait, username: &str, perm: &str) -> Result<bool, ServiceError> {
+    let account = find_user(db, username).await?;
+    let Some(perm) = find_permission(db, perm).await? else { return Ok(false) };
+    let done = user_permissions::Entity::delete_many()
+        .filter(user_permissions::Column::UserId.eq(account.id))
+        .filter(user_permissions::Column::PermissionId.eq(perm.id))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected > 0)
+}
+
+async fn ensure_group(db: &impl ConnectionTrait, name: &str) -> Result<group::Model, ServiceError> {
+    if let Some(found) = group::Entity::find().filter(group::Column::Name.eq(name)).one(db).await? {
+        return Ok(found);
+    }
+    if name.is_empty() || name.chars().count() > 150 {
+        return Err(ServiceError::NotFound(format!("group name {name:?} must be 1 to 150 characters")));
+    }
+    Ok(group::ActiveModel { name: Set(name.to_owned()), ..Default::default() }.insert(db).await?)
+}
+
+/// Puts a user in a group, creating the group if needed (`addtogroup`).
+pub async fn add_to_group(db: &impl ConnectionTrait, username: &str, group_name: &str) -> Result<bool, ServiceError> {
+    let account = find_user(db, username).await?;
+    let group = ensure_group(db, group_name).await?;
+    let existing = user_groups::Entity::find()
+        .filter(user_groups::Column::UserId.eq(account.id))
+        .filter(user_groups::Column::GroupId.eq(group.id))
+        .count(db)
+        .await?;
+    if existing > 0 {
+        return Ok(false);
+    }
+    user_groups::ActiveModel { user_id: Set(account.id), group_id: Set(group.id), ..Default::default() }.insert(db).await?;
+    Ok(true)
+}
+
+/// Gives `perm` to every member of a group (`grant --group`).
+pub async fn grant_group(db: &impl ConnectionTrait, group_name: &str, perm: &str) -> Result<bool, ServiceError> {
+    let group = ensure_group(db, group_name).await?;
+    let perm = ensure_permission(db, perm).await?;
+    let existing = group_permissions::Entity::find()
+        .filter(group_permissions::Column::GroupId.eq(group.id))
+        .filter(group_permissions::Column::PermissionId.eq(perm.id))
+        .count(db)
+        .await?;
+    if existing > 0 {
+        return Ok(false);
+    }
+    group_permissions::ActiveModel { group_id: Set(group.id), permission_id: Set(perm.id), ..Default::default() }
+        .insert(db)
+        .await?;
+    Ok(true)
+}

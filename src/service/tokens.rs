@@ -1,0 +1,117 @@
+//! Opaque API tokens: DRF's format (40 lowercase hex characters from the OS CSPRNG), many
+//! per user (one per device), stored only as a SHA-256 digest.
+use chrono::{Duration, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, sea_query::Expr};
+
+use crate::{
+    crypto,
+    store::{token, user},
+};
+
+/// Generates a key as DRF's `Token.generate_key` does (`binascii.hexlify(os.urandom(20))`).
+pub fn new_key() -> String {
+    crypto::random_hex(20)
+}
+
+/// DRF keys are 40 lowercase hex characters; anything else cannot be a token and is not
+/// looked up.
+pub fn plausible_key(key: &str) -> bool {
+    key.len() == 40 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+pub enum Lookup {
+    Valid(token::Model, user::Model),
+    /// Unknown, revoked or expired: one answer for all, as DRF's "Invalid token.".
+    Invalid,
+}
+
+/// Finds a live token and its user in one indexed query, and records its use (at most
+/// once a minute per token, so a busy client does not write on every request).
+pub async fn authenticate(db: &impl ConnectionTrait, key: &str) -> Result<Lookup, DbErr> {
+    if !plausible_key(key) {
+        return Ok(Lookup::Invalid);
+    }
+    let digest = crypto::digest(key).to_vec();
+    let found = token::Entity::find().filter(token::Column::KeyDigest.eq(digest)).find_also_related(user::Entity).one(db).await?;
+    let Some((token, Some(user))) = found else { return Ok(Lookup::Invalid) };
+    let now = Utc::now();
+    if token.expires_at.is_some_and(|at| at <= now) {
+        return Ok(Lookup::Invalid);
+    }
+    if token.last_used.is_none_or(|at| now - at >= Duration::seconds(60)) {
+        touch(db, token.id).await?;
+    }
+    Ok(Lookup::Valid(token, user))
+}
+
+async fn touch(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
+    token::Entity::update_many()
+        .col_expr(token::Column::LastUsed, Expr::value(Utc::now()))
+        .filter(token::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// Issues a token; the key is returned once and never stored. `ttl_secs` 0 = no expiry.
+pub async fn create(db: &impl ConnectionTrait, user_id: i64, name: &str, ttl_secs: u64) -> Result<(String, token::Model), DbErr> {
+    create_with_key(db, user_id, name, ttl_secs, &new_key()).await
+}
+
+/// Stores a given key (an imported DRF token keeps working as it was).
+pub async fn create_with_key(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    name: &str,
+    ttl_secs: u64,
+    key: &str,
+) -> Result<(String, token::Model), DbErr> {
+    let now = Utc::now();
+    let expires_at = (ttl_secs > 0).then(|| now + Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000)));
+    let row = token::ActiveModel {
+        key_digest: Set(crypto::digest(key).to_vec()),
+        user_id: Set(user_id),
+        name: Set(name.chars().take(100).collect()),
+        created_at: Set(now),
+        last_used: Set(None),
+        expires_at: Set(expires_at),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok((key.to_owned(), row))
+}
+
+pub async fn list_for_user(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<token::Model>, DbErr> {
+    token::Entity::find().filter(token::Column::UserId.eq(user_id)).order_by_desc(token::Column::CreatedAt).all(db).await
+}
+
+/// Revokes one token; `false` when it is not the user's or not there.
+pub async fn delete(db: &impl ConnectionTrait, user_id: i64, id: i64) -> Result<bool, DbErr> {
+    let done = token::Entity::delete_many()
+        .filter(token::Column::Id.eq(id))
+        .filter(token::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Revokes every token of a user; returns how many.
+pub async fn delete_for_user(db: &impl ConnectionTrait, user_id: i64) -> Result<u64, DbErr> {
+    delete_for_user_except(db, user_id, None).await
+}
+
+/// Revokes every token of a user but `keep`; returns how many.
+pub async fn delete_for_user_except(db: &impl ConnectionTrait, user_id: i64, keep: Option<i64>) -> Result<u64, DbErr> {
+    let mut query = token::Entity::delete_many().filter(token::Column::UserId.eq(user_id));
+    if let Some(keep) = keep {
+        query = query.filter(token::Column::Id.ne(keep));
+    }
+    Ok(query.exec(db).await?.rows_affected)
+}
+
+/// Deletes expired tokens (`flushexpiredtokens`); returns how many.
+pub async fn flush_expired(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let done = token::Entity::delete_many().filter(token::Column::ExpiresAt.lte(Utc::now())).exec(db).await?;
+    Ok(done.rows_affected)
+}
