@@ -13,6 +13,7 @@ use crate::{
     service::{
         FieldErrors, ServiceError,
         accounts::{self, NewUser},
+        jwt, permissions, sessions, tokens,
     },
     state::AppState,
     store,
@@ -56,6 +57,34 @@ pub enum Command {
     Changepassword { username: String },
     /// Print the OpenAPI spec (what openapi/openapi.json holds)
     Openapi,
+    /// Create a token for a user and print it (DRF's drf_create_token)
+    #[command(name = "drf_create_token")]
+    DrfCreateToken {
+        username: String,
+        /// Revoke the user's other tokens first
+        #[arg(short = 'r', long = "reset")]
+        reset: bool,
+    },
+    /// Delete expired sessions
+    Clearsessions,
+    /// Delete expired tokens and expired JWT blacklist entries
+    Flushexpiredtokens,
+    /// Let a user log in again
+    Activate { username: String },
+    /// Stop a user from logging in; their sessions, tokens and JWTs stop working at once
+    Deactivate { username: String },
+    /// Give a user (or with --group, a group) a permission "app_label.codename"
+    Grant {
+        name: String,
+        permission: String,
+        /// NAME is a group, not a user
+        #[arg(long)]
+        group: bool,
+    },
+    /// Take a permission "app_label.codename" from a user
+    Revoke { username: String, permission: String },
+    /// Put a user in a group (created if missing)
+    Addtogroup { username: String, group: String },
 }
 
 impl Command {
@@ -77,23 +106,120 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), String> {
             db.close().await.map_err(|e| e.to_string())
         }
         Command::Openapi => {
+            // The spec needs no data: a private in-memory database (one connection, or each
+            // would see its own empty database).
             let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
-            opts.sqlx_logging(false);
+            opts.sqlx_logging(false).max_connections(1);
             let db = sea_orm::Database::connect(opts).await.map_err(|e| e.to_string())?;
-            let state = AppState::new(db, settings)?;
+            store::migrate(&db).await.map_err(|e| e.to_string())?;
+            let state = AppState::new(db, settings).await?;
             // No newline: `portcullis openapi > openapi/openapi.json` must equal what is served.
             print!("{}", crate::app::spec_json(&state));
             Ok(())
         }
         Command::Createsuperuser { username, email, noinput } => {
-            let state = AppState::new(open(&settings).await?, settings)?;
+            let state = AppState::new(open(&settings).await?, settings).await?;
             createsuperuser(&state, username, email, noinput).await
         }
         Command::Changepassword { username } => {
-            let state = AppState::new(open(&settings).await?, settings)?;
+            let state = AppState::new(open(&settings).await?, settings).await?;
             changepassword(&state, &username).await
         }
+        other => {
+            let state = AppState::new(open(&settings).await?, settings).await?;
+            admin(&state, other).await.map_err(describe)
+        }
     }
+}
+
+/// The maintenance commands; each prints one line on success.
+async fn admin(state: &AppState, command: Command) -> Result<(), ServiceError> {
+    let db = &state.db;
+    match command {
+        Command::DrfCreateToken { username, reset } => {
+            let user = accounts::find_by_username(db, &username).await?.ok_or_else(|| {
+                ServiceError::NotFound(format!("Cannot create the Token for user {username}: user does not exist"))
+            })?;
+            if reset {
+                tokens::delete_for_user(db, user.id).await?;
+            }
+            let (key, token) = tokens::create(db, user.id, "cli", state.settings.token.ttl).await?;
+            emit(state, EventKind::TokenCreated, &user, Some(token.id.to_string()));
+            println!("Generated token {key} for user {username}");
+        }
+        Command::Clearsessions => println!("Deleted {} expired sessions.", sessions::clear_expired(db).await?),
+        Command::Flushexpiredtokens => {
+            let tokens = tokens::flush_expired(db).await?;
+            let jwts = jwt::flush_expired(db).await?;
+            println!("Deleted {tokens} expired tokens and {jwts} expired refresh-token records.");
+        }
+        Command::Activate { username } => {
+            let user = accounts::set_active(db, &username, true).await?;
+            emit(state, EventKind::UserActivated, &user, None);
+            println!("User '{username}' is active.");
+        }
+        Command::Deactivate { username } => {
+            let user = accounts::set_active(db, &username, false).await?;
+            emit(state, EventKind::UserDeactivated, &user, None);
+            println!("User '{username}' is inactive: their sessions, tokens and JWTs no longer work.");
+        }
+        Command::Grant { name, permission, group: true } => {
+            let added = permissions::grant_group(db, &name, &permission).await?;
+            println!(
+                "{}",
+                if added {
+                    format!("Granted {permission} to group '{name}'.")
+                } else {
+                    format!("Group '{name}' already had {permission}.")
+                }
+            );
+        }
+        Command::Grant { name, permission, group: false } => {
+            let added = permissions::grant(db, &name, &permission).await?;
+            if let Some(user) = accounts::find_by_username(db, &name).await? {
+                emit(state, EventKind::PermissionGranted, &user, Some(permission.clone()));
+            }
+            println!(
+                "{}",
+                if added {
+                    format!("Granted {permission} to '{name}'.")
+                } else {
+                    format!("'{name}' already had {permission}.")
+                }
+            );
+        }
+        Command::Revoke { username, permission } => {
+            let removed = permissions::revoke(db, &username, &permission).await?;
+            if let Some(user) = accounts::find_by_username(db, &username).await? {
+                emit(state, EventKind::PermissionRevoked, &user, Some(permission.clone()));
+            }
+            println!(
+                "{}",
+                if removed {
+                    format!("Revoked {permission} from '{username}'.")
+                } else {
+                    format!("'{username}' did not have {permission}.")
+                }
+            );
+        }
+        Command::Addtogroup { username, group } => {
+            let added = permissions::add_to_group(db, &username, &group).await?;
+            println!(
+                "{}",
+                if added {
+                    format!("Added '{username}' to group '{group}'.")
+                } else {
+                    format!("'{username}' was already in group '{group}'.")
+                }
+            );
+        }
+        Command::Serve { .. }
+        | Command::Migrate
+        | Command::Openapi
+        | Command::Createsuperuser { .. }
+        | Command::Changepassword { .. } => {}
+    }
+    Ok(())
 }
 
 async fn open(settings: &Settings) -> Result<DatabaseConnection, String> {
@@ -126,7 +252,7 @@ async fn createsuperuser(
         superuser(username, email, input.new_password()?)
     };
     let user = accounts::register(&state.db, &state.passwords, new, FieldErrors::default()).await.map_err(describe)?;
-    emit(state, EventKind::UserCreated, &user);
+    emit(state, EventKind::UserCreated, &user, None);
     println!("Superuser created successfully.");
     Ok(())
 }
@@ -143,15 +269,16 @@ async fn changepassword(state: &AppState, username: &str) -> Result<(), String> 
     println!("Changing password for user '{username}'");
     let password = Input::new().new_password()?;
     let user = accounts::set_password(&state.db, &state.passwords, account, password).await.map_err(describe)?;
-    emit(state, EventKind::PasswordChanged, &user);
+    emit(state, EventKind::PasswordChanged, &user, None);
     println!("Password changed successfully for user '{username}'");
     Ok(())
 }
 
-fn emit(state: &AppState, kind: EventKind, user: &store::user::Model) {
+fn emit(state: &AppState, kind: EventKind, user: &store::user::Model, credential: Option<String>) {
     let ctx = EventContext {
         user_id: Some(user.id),
         username: Some(user.username.clone()),
+        credential,
         via: Some("cli"),
         ..Default::default()
     };

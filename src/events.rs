@@ -15,6 +15,9 @@ pub enum EventKind {
     UserDeactivated,
     PermissionGranted,
     PermissionRevoked,
+    TokenCreated,
+    TokenRevoked,
+    JwtIssued,
 }
 
 impl EventKind {
@@ -31,6 +34,9 @@ impl EventKind {
             Self::UserDeactivated => "user_deactivated",
             Self::PermissionGranted => "permission_granted",
             Self::PermissionRevoked => "permission_revoked",
+            Self::TokenCreated => "token_created",
+            Self::TokenRevoked => "token_revoked",
+            Self::JwtIssued => "jwt_issued",
         }
     }
 }

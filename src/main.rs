@@ -12,7 +12,9 @@ async fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(message) => return fail(&format!("configuration error: {message}")),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
+    // Maintenance commands print their own one-line result; only warnings are logged.
+    let level = if matches!(args.command, cli::Command::Serve { .. }) { settings.log.level.as_str() } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -13,7 +13,7 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     store::migrate(&db).await.map_err(|e| format!("cannot migrate the database: {e}"))?;
     let bind = settings.server.bind.clone();
     let drain = Duration::from_secs(settings.server.shutdown_timeout);
-    let state = AppState::new(db.clone(), settings)?;
+    let state = AppState::new(db.clone(), settings).await?;
     // Listen for signals before announcing the address, so an early SIGTERM is graceful too.
     let shutdown = shutdown_signal()?;
     state.health.spawn_probe(db.clone());

@@ -33,12 +33,13 @@ pub struct AppState {
     pub anon_throttle: Arc<Window>,
     pub user_throttle: Arc<Window>,
     pub default_permission: Permission,
+    pub jwt: Arc<crate::service::jwt::Jwt>,
     /// `auth.chain`, and the per-endpoint chains, built once.
     pub chains: Arc<HashMap<Vec<String>, Chain>>,
 }
 
 impl AppState {
-    pub fn new(db: DatabaseConnection, settings: Settings) -> Result<Self, String> {
+    pub async fn new(db: DatabaseConnection, settings: Settings) -> Result<Self, String> {
         let rate = |s: &str| Rate::parse(s);
         let t = &settings.throttle;
         let mut state = Self {
@@ -50,6 +51,7 @@ impl AppState {
             default_permission: Permission::from_name(&settings.auth.default_permission)
                 .ok_or("unknown auth.default_permission")?,
             chains: Arc::new(HashMap::new()),
+            jwt: Arc::new(crate::service::jwt::Jwt::load(&settings.jwt, &db).await?),
             settings: Arc::new(settings),
             events: Events,
             health: Health::default(),
@@ -57,7 +59,8 @@ impl AppState {
         };
         let mut chains = HashMap::new();
         let default = state.settings.auth.chain.clone();
-        let overrides = crate::api::policy::chain_overrides().map(|names| names.iter().map(|n| n.to_string()).collect());
+        let overrides =
+            crate::api::policy::chain_overrides().map(|names| names.iter().map(|n| n.to_string()).collect());
         for names in std::iter::once(default).chain(overrides) {
             let chain = Chain::from_names(&names, &state)?;
             chains.insert(names, chain);

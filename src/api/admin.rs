@@ -44,7 +44,12 @@ impl AdminApi {
     /// Paginated as DRF's `PageNumberPagination`: `?page=N` (from 1) and `?page_size=N`
     /// (default 100, at most 1000). A page past the end is 404 `Invalid page.`.
     #[oai(path = "/users/", method = "get", operation_id = "users_list")]
-    async fn users(&self, _caller: Data<&Caller>, page: Query<Option<u64>>, page_size: Query<Option<u64>>) -> Result<Json<UserPage>, ApiError> {
+    async fn users(
+        &self,
+        _caller: Data<&Caller>,
+        page: Query<Option<u64>>,
+        page_size: Query<Option<u64>>,
+    ) -> Result<Json<UserPage>, ApiError> {
         let size = page_size.0.unwrap_or(100).clamp(1, MAX_PAGE_SIZE);
         let page = page.0.unwrap_or(1);
         let pages = user::Entity::find().order_by_asc(user::Column::Id).paginate(&self.state.db, size);

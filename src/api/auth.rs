@@ -24,7 +24,9 @@ pub struct Caller {
 impl Caller {
     /// The authenticated identity (the view's permission guarantees it where required).
     pub fn identity(&self) -> Result<&Identity, ApiError> {
-        self.identity.as_ref().ok_or_else(|| ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: None })
+        self.identity
+            .as_ref()
+            .ok_or_else(|| ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: None })
     }
 }
 

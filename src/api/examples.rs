@@ -1,7 +1,7 @@
 //! The seed's example views: protected pages, profile, permissions, cookies.
+use chrono::{DateTime, Utc};
 use poem::web::{Data, cookie::CookieJar};
 use poem_openapi::{Object, OpenApi, payload::Json};
-use chrono::{DateTime, Utc};
 
 use super::{ApiTags, MessageBody, auth::Caller, cookies};
 use crate::{error::ApiError, state::AppState};

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod health;
 pub mod policy;
 pub mod session;
+pub mod tokens;
 
 use poem_openapi::{Object, OpenApiService, Tags};
 
@@ -39,6 +40,7 @@ pub struct MessageBody {
 pub type Apis = (
     account::AccountApi,
     session::SessionApi,
+    tokens::TokenApi,
     examples::ExamplesApi,
     admin::AdminApi,
     health::HealthApi,
@@ -53,6 +55,7 @@ pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
     let apis = (
         account::AccountApi { state: state.clone() },
         session::SessionApi { state: state.clone() },
+        tokens::TokenApi { state: state.clone() },
         examples::ExamplesApi { state: state.clone() },
         admin::AdminApi { state: state.clone() },
         health::HealthApi { state: state.clone() },

@@ -79,6 +79,12 @@ pub enum Deleted {
     NoContent,
 }
 
+/// With JWT authentication, the refresh token to blacklist.
+#[derive(Debug, Object)]
+pub struct LogoutRequest {
+    pub refresh: Option<String>,
+}
+
 /// Old and new password.
 #[derive(Debug, Object)]
 pub struct PasswordChangeRequest {
@@ -108,7 +114,9 @@ impl SessionApi {
     /// into the attacker's account. A present `Origin` must be ours or trusted.
     fn refuse_foreign_origin(&self, caller: &Caller) -> Result<(), ApiError> {
         match &caller.creds.origin {
-            Some(origin) if !csrf::origin_verified(&caller.creds, origin, &self.state.settings.csrf.trusted_origins) => {
+            Some(origin)
+                if !csrf::origin_verified(&caller.creds, origin, &self.state.settings.csrf.trusted_origins) =>
+            {
                 Err(ApiError::PermissionDenied(format!(
                     "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
                 )))
@@ -127,7 +135,12 @@ impl SessionApi {
     /// fixation). Wrong password, unknown user and inactive user all answer the same 400 in
     /// the same time; repeated failures are throttled (429 + Retry-After).
     #[oai(path = "/login/", method = "post", operation_id = "login")]
-    async fn login(&self, caller: Data<&Caller>, jar: &CookieJar, body: DrfBody<LoginRequest>) -> Result<MessageResponse, ApiError> {
+    async fn login(
+        &self,
+        caller: Data<&Caller>,
+        jar: &CookieJar,
+        body: DrfBody<LoginRequest>,
+    ) -> Result<MessageResponse, ApiError> {
         self.refuse_foreign_origin(&caller)?;
         let mut fields = Fields::new(&body.data)?;
         let username = fields.char("username", Char { trim: false, ..Char::REQUIRED });
@@ -135,7 +148,16 @@ impl SessionApi {
         fields.errors.into_result()?;
         let state = &self.state;
         let ip = caller.creds.client_ip;
-        let user = match accounts::check_credentials(&state.db, &state.passwords, &state.login_throttle, &username, &password, ip).await? {
+        let user = match accounts::check_credentials(
+            &state.db,
+            &state.passwords,
+            &state.login_throttle,
+            &username,
+            &password,
+            ip,
+        )
+        .await?
+        {
             Ok(user) => user,
             Err(Refusal::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
             Err(Refusal::Invalid) => {
@@ -173,8 +195,17 @@ impl SessionApi {
     /// Ends what authenticated the request: a session is deleted and its cookie expired; a
     /// token is revoked. Session requests need the CSRF header; token requests never do.
     #[oai(path = "/logout/", method = "post", operation_id = "logout")]
-    async fn logout(&self, caller: Data<&Caller>, jar: &CookieJar) -> Result<MessageResponse, ApiError> {
+    async fn logout(
+        &self,
+        caller: Data<&Caller>,
+        jar: &CookieJar,
+        body: DrfBody<LogoutRequest>,
+    ) -> Result<MessageResponse, ApiError> {
         let state = &self.state;
+        let refresh = Fields::new(&body.data)?.char("refresh", Char::OPTIONAL);
+        if !refresh.is_empty() {
+            state.jwt.blacklist(&state.db, &refresh).await.map_err(super::tokens::jwt_error)?;
+        }
         if let Some(identity) = &caller.identity {
             match &identity.credential {
                 crate::authn::Credential::Session(session) => {
@@ -201,6 +232,7 @@ impl SessionApi {
         let user = accounts::rotate_stamp(&state.db, identity.user.clone()).await?;
         sessions::delete_for_user(&state.db, user.id, None).await?;
         tokens::delete_for_user(&state.db, user.id).await?;
+        crate::service::jwt::blacklist_user(&state.db, user.id).await?;
         if caller.creds.cookies.contains_key(&state.settings.session.cookie_name) {
             jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
         }
@@ -247,7 +279,11 @@ impl SessionApi {
     /// Merges the body into the data: a key set to `null` is deleted. Concurrent updates of
     /// different keys all survive. Answers the merged object.
     #[oai(path = "/session/data/", method = "patch", operation_id = "session_data_patch")]
-    async fn patch_session_data(&self, caller: Data<&Caller>, body: DrfBody<SessionData>) -> Result<Json<Value>, ApiError> {
+    async fn patch_session_data(
+        &self,
+        caller: Data<&Caller>,
+        body: DrfBody<SessionData>,
+    ) -> Result<Json<Value>, ApiError> {
         let session = caller.identity()?.session().ok_or(ApiError::NotFound)?;
         let patch: &Map<String, Value> = Fields::new(&body.data)?.data;
         let data = sessions::merge_data(&self.state.db, session.id, patch).await?.ok_or(ApiError::NotFound)?;
@@ -279,7 +315,12 @@ impl SessionApi {
     ///
     /// 404 when the id is not one of the caller's sessions.
     #[oai(path = "/sessions/:id/", method = "delete", operation_id = "sessions_delete")]
-    async fn delete_session(&self, caller: Data<&Caller>, jar: &CookieJar, id: Path<String>) -> Result<Deleted, ApiError> {
+    async fn delete_session(
+        &self,
+        caller: Data<&Caller>,
+        jar: &CookieJar,
+        id: Path<String>,
+    ) -> Result<Deleted, ApiError> {
         let identity = caller.identity()?;
         let state = &self.state;
         let deleted = sessions::delete_public(&state.db, identity.user.id, &id).await?.ok_or(ApiError::NotFound)?;
@@ -310,7 +351,9 @@ impl SessionApi {
         let state = &self.state;
         let ip = caller.creds.client_ip;
         let username = &identity.user.username;
-        match accounts::check_credentials(&state.db, &state.passwords, &state.login_throttle, username, &old, ip).await? {
+        match accounts::check_credentials(&state.db, &state.passwords, &state.login_throttle, username, &old, ip)
+            .await?
+        {
             Ok(_) => {}
             Err(Refusal::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
             Err(Refusal::Invalid) => {
@@ -330,6 +373,7 @@ impl SessionApi {
             _ => None,
         };
         tokens::delete_for_user_except(&state.db, user.id, keep_token).await?;
+        crate::service::jwt::blacklist_user(&state.db, user.id).await?;
         if let (Some(id), Method::Session) = (keep_session, identity.method) {
             let key = sessions::cycle_key(&state.db, id, Some(&user.security_stamp), self.age()).await?;
             jar.add(cookies::session(&key, &state.settings));
@@ -342,7 +386,9 @@ impl SessionApi {
 /// Validators report on "password"; this endpoint's field is another.
 fn rename_field(err: crate::service::ServiceError, from: &str, to: &str) -> crate::service::ServiceError {
     match err {
-        crate::service::ServiceError::Invalid(errors) => crate::service::ServiceError::Invalid(errors.renamed(from, to)),
+        crate::service::ServiceError::Invalid(errors) => {
+            crate::service::ServiceError::Invalid(errors.renamed(from, to))
+        }
         other => other,
     }
 }

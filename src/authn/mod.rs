@@ -4,13 +4,16 @@
 //!
 //! Adding an authenticator is one module implementing [`Authenticator`] plus one line in
 //! [`build`]; `auth.chain` then names it.
+pub mod basic;
 pub mod csrf;
+pub mod jwt;
 pub mod session;
 pub mod token;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use async_trait::async_trait;
+use poem::http::StatusCode;
 
 use crate::{error::ApiError, state::AppState, store::user};
 
@@ -109,8 +112,12 @@ pub enum Outcome {
 pub enum Failure {
     /// DRF's `AuthenticationFailed(detail)`: 401 or 403 by the first-authenticator rule.
     Credentials(String),
+    /// Like `Credentials`, with a structured body (simplejwt's `{"detail", "code", ...}`).
+    Detailed(serde_json::Value),
     /// A CSRF failure: DRF's `PermissionDenied`, always 403.
     Csrf(String),
+    /// Too many failed password checks (Basic): 429.
+    Throttled(u64),
     /// The database did not answer.
     Unavailable(String),
 }
@@ -129,6 +136,8 @@ pub fn build(name: &str, state: &AppState) -> Option<Arc<dyn Authenticator>> {
     Some(match name {
         "session" => Arc::new(session::SessionAuthenticator::new(state)),
         "token" => Arc::new(token::TokenAuthenticator::new(state)),
+        "jwt" => Arc::new(jwt::JwtAuthenticator::new(state)),
+        "basic" => Arc::new(basic::BasicAuthenticator::new(state)),
         _ => return None,
     })
 }
@@ -168,6 +177,12 @@ impl Chain {
                 Outcome::Failed(Failure::Credentials(detail)) => {
                     return Err(ApiError::Unauthenticated { detail, challenge: self.challenge() });
                 }
+                Outcome::Failed(Failure::Detailed(body)) => {
+                    let challenge = self.challenge();
+                    let status = if challenge.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+                    return Err(ApiError::Body { status, body, challenge });
+                }
+                Outcome::Failed(Failure::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
                 Outcome::Failed(Failure::Csrf(reason)) => {
                     return Err(ApiError::PermissionDenied(format!("CSRF Failed: {reason}")));
                 }

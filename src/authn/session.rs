@@ -81,6 +81,10 @@ impl Authenticator for SessionAuthenticator {
             last_seen: session.last_seen,
             expires_at: session.expires_at,
         };
-        Outcome::Authenticated(Box::new(Identity { user, method: Method::Session, credential: Credential::Session(session) }))
+        Outcome::Authenticated(Box::new(Identity {
+            user,
+            method: Method::Session,
+            credential: Credential::Session(session),
+        }))
     }
 }

@@ -223,7 +223,9 @@ pub async fn rotate_stamp(db: &impl ConnectionTrait, account: user::Model) -> Re
 
 /// Sets `is_active`; returns the user, or `NotFound`.
 pub async fn set_active(db: &impl ConnectionTrait, username: &str, active: bool) -> Result<user::Model, ServiceError> {
-    let account = find_by_username(db, username).await?.ok_or_else(|| ServiceError::NotFound(format!("user '{username}' does not exist")))?;
+    let account = find_by_username(db, username)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("user '{username}' does not exist")))?;
     let mut model: user::ActiveModel = account.into();
     model.is_active = Set(active);
     Ok(model.update(db).await?)

@@ -84,7 +84,9 @@ async fn ensure_permission(db: &impl ConnectionTrait, perm: &str) -> Result<perm
 }
 
 async fn find_user(db: &impl ConnectionTrait, username: &str) -> Result<user::Model, ServiceError> {
-    accounts::find_by_username(db, username).await?.ok_or_else(|| ServiceError::NotFound(format!("user '{username}' does not exist")))
+    accounts::find_by_username(db, username)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("user '{username}' does not exist")))
 }
 
 /// Gives `perm` to a user (`grant`); `false` when they had it already.
@@ -99,7 +101,8 @@ pub async fn grant(db: &impl ConnectionTrait, username: &str, perm: &str) -> Res
     if existing > 0 {
         return Ok(false);
     }
-    let row = user_permissions::ActiveModel { user_id: Set(account.id), permission_id: Set(perm.id), ..Default::default() };
+    let row =
+        user_permissions::ActiveModel { user_id: Set(account.id), permission_id: Set(perm.id), ..Default::default() };
     row.insert(db).await?;
     Ok(true)
 }
@@ -138,7 +141,9 @@ pub async fn add_to_group(db: &impl ConnectionTrait, username: &str, group_name:
     if existing > 0 {
         return Ok(false);
     }
-    user_groups::ActiveModel { user_id: Set(account.id), group_id: Set(group.id), ..Default::default() }.insert(db).await?;
+    user_groups::ActiveModel { user_id: Set(account.id), group_id: Set(group.id), ..Default::default() }
+        .insert(db)
+        .await?;
     Ok(true)
 }
 

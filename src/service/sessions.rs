@@ -2,8 +2,7 @@
 //! is what APIs show. Framework-free: cookies are the caller's business.
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, sea_query::Expr,
 };
 use serde_json::{Map, Value};
 
@@ -83,7 +82,12 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// Django's `cycle_key`: a new cookie value for the same session (data kept), optionally
 /// under a new security stamp (`update_session_auth_hash`). Returns the new cookie value.
-pub async fn cycle_key(db: &impl ConnectionTrait, id: i64, stamp: Option<&str>, age: Duration) -> Result<String, DbErr> {
+pub async fn cycle_key(
+    db: &impl ConnectionTrait,
+    id: i64,
+    stamp: Option<&str>,
+    age: Duration,
+) -> Result<String, DbErr> {
     let key = new_key();
     let now = Utc::now();
     let mut update = session::Entity::update_many()
@@ -170,7 +174,11 @@ fn parse_data(raw: &str) -> Map<String, Value> {
 /// Merges `patch` into the session's data (`null` deletes a key) and returns the result.
 /// Compare-and-swap on `version`, retried: two concurrent PATCHes of different keys both
 /// survive, and a session deleted meanwhile is not brought back (`None`).
-pub async fn merge_data(db: &impl ConnectionTrait, id: i64, patch: &Map<String, Value>) -> Result<Option<Map<String, Value>>, DbErr> {
+pub async fn merge_data(
+    db: &impl ConnectionTrait,
+    id: i64,
+    patch: &Map<String, Value>,
+) -> Result<Option<Map<String, Value>>, DbErr> {
     for _ in 0..50 {
         let Some(row) = session::Entity::find_by_id(id).one(db).await? else { return Ok(None) };
         let mut data = parse_data(&row.data);

@@ -1,7 +1,9 @@
 //! Opaque API tokens: DRF's format (40 lowercase hex characters from the OS CSPRNG), many
 //! per user (one per device), stored only as a SHA-256 digest.
 use chrono::{Duration, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, sea_query::Expr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, sea_query::Expr,
+};
 
 use crate::{
     crypto,
@@ -32,7 +34,11 @@ pub async fn authenticate(db: &impl ConnectionTrait, key: &str) -> Result<Lookup
         return Ok(Lookup::Invalid);
     }
     let digest = crypto::digest(key).to_vec();
-    let found = token::Entity::find().filter(token::Column::KeyDigest.eq(digest)).find_also_related(user::Entity).one(db).await?;
+    let found = token::Entity::find()
+        .filter(token::Column::KeyDigest.eq(digest))
+        .find_also_related(user::Entity)
+        .one(db)
+        .await?;
     let Some((token, Some(user))) = found else { return Ok(Lookup::Invalid) };
     let now = Utc::now();
     if token.expires_at.is_some_and(|at| at <= now) {
@@ -54,7 +60,12 @@ async fn touch(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
 }
 
 /// Issues a token; the key is returned once and never stored. `ttl_secs` 0 = no expiry.
-pub async fn create(db: &impl ConnectionTrait, user_id: i64, name: &str, ttl_secs: u64) -> Result<(String, token::Model), DbErr> {
+pub async fn create(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    name: &str,
+    ttl_secs: u64,
+) -> Result<(String, token::Model), DbErr> {
     create_with_key(db, user_id, name, ttl_secs, &new_key()).await
 }
 
@@ -67,7 +78,8 @@ pub async fn create_with_key(
     key: &str,
 ) -> Result<(String, token::Model), DbErr> {
     let now = Utc::now();
-    let expires_at = (ttl_secs > 0).then(|| now + Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000)));
+    let expires_at =
+        (ttl_secs > 0).then(|| now + Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000)));
     let row = token::ActiveModel {
         key_digest: Set(crypto::digest(key).to_vec()),
         user_id: Set(user_id),
@@ -83,7 +95,11 @@ pub async fn create_with_key(
 }
 
 pub async fn list_for_user(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<token::Model>, DbErr> {
-    token::Entity::find().filter(token::Column::UserId.eq(user_id)).order_by_desc(token::Column::CreatedAt).all(db).await
+    token::Entity::find()
+        .filter(token::Column::UserId.eq(user_id))
+        .order_by_desc(token::Column::CreatedAt)
+        .all(db)
+        .await
 }
 
 /// Revokes one token; `false` when it is not the user's or not there.

@@ -69,7 +69,7 @@ impl TestApp {
         settings.validate().unwrap();
         let conn = store::connect(&settings.database).await.unwrap();
         store::migrate(&conn).await.unwrap();
-        let state = AppState::new(conn, settings).unwrap();
+        let state = AppState::new(conn, settings).await.unwrap();
         let client = TestClient::new(build_app(state.clone()).boxed());
         Self { client, state, db }
     }

@@ -1,0 +1,91 @@
+//! DRF's `BasicAuthentication`: `Authorization: Basic base64(username:password)`, with
+//! DRF's messages. The password check is the login one: argon2 off the async workers, the
+//! dummy hash for unknown users, and the same failure throttle as `/login/`.
+use async_trait::async_trait;
+use base64::Engine;
+use sea_orm::DatabaseConnection;
+
+use super::{Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome};
+use crate::{
+    password::Passwords,
+    service::accounts::{self, Refusal},
+    state::AppState,
+    throttle::LoginThrottle,
+};
+
+pub const INVALID: &str = "Invalid username/password.";
+
+pub struct BasicAuthenticator {
+    db: DatabaseConnection,
+    passwords: Passwords,
+    throttle: std::sync::Arc<LoginThrottle>,
+}
+
+impl BasicAuthenticator {
+    pub fn new(state: &AppState) -> Self {
+        Self { db: state.db.clone(), passwords: state.passwords.clone(), throttle: state.login_throttle.clone() }
+    }
+}
+
+fn failed(detail: &str) -> Outcome {
+    Outcome::Failed(Failure::Credentials(detail.to_owned()))
+}
+
+/// base64, then UTF-8 falling back to latin-1, split at the first colon (DRF).
+fn decode(raw: &[u8]) -> Option<(String, String)> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(raw).ok()?;
+    let text = String::from_utf8(bytes.clone()).unwrap_or_else(|_| bytes.iter().map(|&b| b as char).collect());
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+#[async_trait]
+impl Authenticator for BasicAuthenticator {
+    fn name(&self) -> &'static str {
+        "basic"
+    }
+
+    fn challenge(&self) -> Option<String> {
+        Some("Basic realm=\"api\"".to_owned())
+    }
+
+    async fn authenticate(&self, creds: &Credentials) -> Outcome {
+        let Some(parts) = creds.authorization_parts() else { return Outcome::NotMine };
+        if !parts[0].eq_ignore_ascii_case(b"basic") {
+            return Outcome::NotMine;
+        }
+        let raw = match parts.as_slice() {
+            [_] => return failed("Invalid basic header. No credentials provided."),
+            [_, raw] => raw,
+            _ => return failed("Invalid basic header. Credentials string should not contain spaces."),
+        };
+        let Some((username, password)) = decode(raw) else {
+            return failed("Invalid basic header. Credentials not correctly base64 encoded.");
+        };
+        let ip = creds.client_ip;
+        match accounts::check_credentials(&self.db, &self.passwords, &self.throttle, &username, &password, ip).await {
+            Ok(Ok(user)) => Outcome::Authenticated(Box::new(Identity {
+                user,
+                method: Method::Basic,
+                credential: Credential::Basic,
+            })),
+            Ok(Err(Refusal::Invalid)) => failed(INVALID),
+            Ok(Err(Refusal::Throttled(wait))) => Outcome::Failed(Failure::Throttled(wait)),
+            Err(e) => Outcome::Failed(Failure::Unavailable(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    #[test]
+    fn decodes_as_drf() {
+        assert_eq!(decode(b"am9objpwYTpzcw=="), Some(("john".into(), "pa:ss".into())));
+        assert_eq!(decode(b"bm9jb2xvbg=="), None);
+        assert_eq!(decode(b"!!!"), None);
+        // latin-1 fallback: "j\xe9:x"
+        assert_eq!(decode(b"aug6eA=="), Some(("j\u{e9}".into(), "x".into())));
+    }
+}
