@@ -1,8 +1,11 @@
 //! Account endpoints: registration.
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, types::Example};
 
+use poem::web::Data;
+
 use super::{
     ApiTags,
+    auth::Caller,
     body::DrfBody,
     fields::{Char, Fields},
 };
@@ -73,7 +76,12 @@ impl AccountApi {
     /// and password validators, and DRF's field errors. Answers 400 with a field map such as
     /// `{"password": ["This password is too common."]}`.
     #[oai(path = "/register/", method = "post", operation_id = "register")]
-    async fn register(&self, body: DrfBody<RegisterRequest>) -> Result<RegisterResponse, ApiError> {
+    async fn register(
+        &self,
+        caller: Data<&Caller>,
+        body: DrfBody<RegisterRequest>,
+    ) -> Result<RegisterResponse, ApiError> {
+        caller.refuse_foreign_origin(&self.state.settings)?;
         let mut fields = Fields::new(&body.data)?;
         let new = NewUser {
             username: fields

@@ -8,7 +8,8 @@ use poem::{Endpoint, IntoResponse, Request, Response, http::header, web::cookie:
 
 use super::{cookies, policy::policy_for};
 use crate::{
-    authn::{Credentials, Identity, Method},
+    authn::{Credentials, Identity, Method, csrf},
+    config::Settings,
     error::{ApiError, NOT_AUTHENTICATED, PERMISSION_DENIED},
     service::sessions,
     state::AppState,
@@ -27,6 +28,20 @@ impl Caller {
         self.identity
             .as_ref()
             .ok_or_else(|| ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: None })
+    }
+
+    /// Login CSRF: DRF never checks anonymous POSTs, so a foreign page could sign a victim
+    /// into the attacker's account. On login and registration a present `Origin` must be
+    /// ours or trusted.
+    pub fn refuse_foreign_origin(&self, settings: &Settings) -> Result<(), ApiError> {
+        match &self.creds.origin {
+            Some(origin) if !csrf::origin_verified(&self.creds, origin, &settings.csrf.trusted_origins) => {
+                Err(ApiError::PermissionDenied(format!(
+                    "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -109,21 +109,6 @@ impl SessionApi {
             ..Default::default()
         }
     }
-
-    /// Login CSRF: DRF never checks anonymous POSTs, so a foreign page could log a victim
-    /// into the attacker's account. A present `Origin` must be ours or trusted.
-    fn refuse_foreign_origin(&self, caller: &Caller) -> Result<(), ApiError> {
-        match &caller.creds.origin {
-            Some(origin)
-                if !csrf::origin_verified(&caller.creds, origin, &self.state.settings.csrf.trusted_origins) =>
-            {
-                Err(ApiError::PermissionDenied(format!(
-                    "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
 }
 
 #[OpenApi(tag = "ApiTags::Session")]
@@ -141,7 +126,7 @@ impl SessionApi {
         jar: &CookieJar,
         body: DrfBody<LoginRequest>,
     ) -> Result<MessageResponse, ApiError> {
-        self.refuse_foreign_origin(&caller)?;
+        caller.refuse_foreign_origin(&self.state.settings)?;
         let mut fields = Fields::new(&body.data)?;
         let username = fields.char("username", Char { trim: false, ..Char::REQUIRED });
         let password = fields.char("password", Char::PASSWORD);

@@ -71,6 +71,7 @@ pub struct RefreshRequest {
 pub struct RefreshBody {
     pub access: String,
     /// Present when `jwt.rotate_refresh_tokens` is on: use it next time; the old one is spent.
+    #[oai(skip_serializing_if_is_none)]
     pub refresh: Option<String>,
 }
 

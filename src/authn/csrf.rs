@@ -185,6 +185,38 @@ mod tests {
         assert_eq!(unmask(&token), "abcdefghijklmnopqrstuvwxyzABCDEF");
     }
 
+    fn https_post(referer: Option<&str>) -> Credentials {
+        let secret = "a".repeat(32);
+        Credentials {
+            method: "POST".into(),
+            secure: true,
+            host: Some("api.example.com".into()),
+            referer: referer.map(str::to_owned),
+            csrf_header: Some(secret.clone()),
+            cookies: [("csrftoken".to_owned(), secret)].into(),
+            ..Credentials::default()
+        }
+    }
+
+    #[test]
+    fn https_requests_without_origin_get_djangos_referer_check() {
+        let trusted = vec!["https://app.example.com".to_owned()];
+        let settings = CsrfSettings { cookie_name: "csrftoken", header_name: "X-CSRFToken", trusted_origins: &trusted };
+        let check = |referer| check(&https_post(referer), &settings);
+        assert_eq!(check(None), Err("Referer checking failed - no Referer.".into()));
+        assert_eq!(check(Some("not a url")), Err("Referer checking failed - Referer is malformed.".into()));
+        assert_eq!(
+            check(Some("http://api.example.com/x")),
+            Err("Referer checking failed - Referer is insecure while host is secure.".into())
+        );
+        assert_eq!(
+            check(Some("https://evil.example/x")),
+            Err("Referer checking failed - https://evil.example/x does not match any trusted origins.".into())
+        );
+        assert_eq!(check(Some("https://api.example.com/page")), Ok(()));
+        assert_eq!(check(Some("https://app.example.com/")), Ok(()));
+    }
+
     #[test]
     fn header_names_display_as_django_does() {
         assert_eq!(header_display("X-CSRFToken"), "X-Csrftoken");

@@ -49,13 +49,13 @@ impl Authenticator for TokenAuthenticator {
             return failed("Invalid token header. Token string should not contain invalid characters.");
         };
         match tokens::authenticate(&self.db, key).await {
-            Ok(tokens::Lookup::Valid(token, user)) if user.is_active => Outcome::Authenticated(Box::new(Identity {
+            Ok(Some((token, user))) if user.is_active => Outcome::Authenticated(Box::new(Identity {
                 user,
                 method: Method::Token,
                 credential: Credential::Token { id: token.id },
             })),
-            Ok(tokens::Lookup::Valid(..)) => failed(INACTIVE),
-            Ok(tokens::Lookup::Invalid) => failed(INVALID_TOKEN),
+            Ok(Some(_)) => failed(INACTIVE),
+            Ok(None) => failed(INVALID_TOKEN),
             Err(e) => Outcome::Failed(Failure::Unavailable(e.to_string())),
         }
     }

@@ -210,6 +210,12 @@ impl Jwt {
         token: &str,
     ) -> Result<(Claims, user::Model, outstanding::Model), JwtError> {
         let claims = self.decode(token, Some(REFRESH))?;
+        // The user first: a deleted user's rows are gone, and nothing may be recorded for them.
+        let user = match claims.user_id {
+            Some(id) => user::Entity::find_by_id(id).one(db).await?,
+            None => None,
+        };
+        let user = user.filter(|u| u.is_active).ok_or(TokenError::NoActiveAccount)?;
         let row = outstanding::Entity::find()
             .filter(outstanding::Column::Jti.eq(&claims.jti))
             .find_also_related(blacklisted::Entity)
@@ -222,11 +228,6 @@ impl Jwt {
             // the same key): recorded now, so it can be rotated and blacklisted.
             None => self.record_foreign(db, &claims).await?,
         };
-        let user = match claims.user_id {
-            Some(id) => user::Entity::find_by_id(id).one(db).await?,
-            None => None,
-        };
-        let user = user.filter(|u| u.is_active).ok_or(TokenError::NoActiveAccount)?;
         if !stamp_matches(claims.stamp.as_deref(), &user.security_stamp) {
             return Err(TokenError::PasswordChanged.into());
         }

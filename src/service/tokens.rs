@@ -21,17 +21,12 @@ pub fn plausible_key(key: &str) -> bool {
     key.len() == 40 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-pub enum Lookup {
-    Valid(token::Model, user::Model),
-    /// Unknown, revoked or expired: one answer for all, as DRF's "Invalid token.".
-    Invalid,
-}
-
 /// Finds a live token and its user in one indexed query, and records its use (at most
-/// once a minute per token, so a busy client does not write on every request).
-pub async fn authenticate(db: &impl ConnectionTrait, key: &str) -> Result<Lookup, DbErr> {
+/// once a minute per token, so a busy client does not write on every request). `None` for
+/// unknown, revoked and expired keys alike (DRF's one "Invalid token.").
+pub async fn authenticate(db: &impl ConnectionTrait, key: &str) -> Result<Option<(token::Model, user::Model)>, DbErr> {
     if !plausible_key(key) {
-        return Ok(Lookup::Invalid);
+        return Ok(None);
     }
     let digest = crypto::digest(key).to_vec();
     let found = token::Entity::find()
@@ -39,15 +34,15 @@ pub async fn authenticate(db: &impl ConnectionTrait, key: &str) -> Result<Lookup
         .find_also_related(user::Entity)
         .one(db)
         .await?;
-    let Some((token, Some(user))) = found else { return Ok(Lookup::Invalid) };
+    let Some((token, Some(user))) = found else { return Ok(None) };
     let now = Utc::now();
     if token.expires_at.is_some_and(|at| at <= now) {
-        return Ok(Lookup::Invalid);
+        return Ok(None);
     }
     if token.last_used.is_none_or(|at| now - at >= Duration::seconds(60)) {
         touch(db, token.id).await?;
     }
-    Ok(Lookup::Valid(token, user))
+    Ok(Some((token, user)))
 }
 
 async fn touch(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {

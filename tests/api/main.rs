@@ -4,7 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod binary;
+mod chain;
+mod csrf;
 mod errors;
 mod helpers;
+mod jwt;
 mod openapi;
 mod register;
+mod sessions;
+mod tokens;
