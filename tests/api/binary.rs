@@ -217,3 +217,112 @@ fn openapi_command_prints_the_repository_spec_and_migrate_works() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "Migrations applied.");
 }
+
+#[tokio::test]
+async fn token_and_permission_commands() {
+    let app = TestApp::new().await;
+    app.register("john").await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = app.db.env();
+    let out = run(dir.path(), &env, &["drf_create_token", "john"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let key = line.trim().strip_prefix("Generated token ").unwrap().strip_suffix(" for user john").unwrap().to_owned();
+    assert_eq!(key.len(), 40);
+    let res = app.get_auth("/profile/", &format!("Token {key}")).await;
+    assert_eq!(res.body, json!({"username": "john", "email": ""}));
+    // -r revokes the user's other tokens first.
+    let out = run(dir.path(), &env, &["drf_create_token", "-r", "john"], "");
+    let second = text(&out.stdout).trim().split(' ').nth(2).unwrap().to_owned();
+    assert_eq!(app.get_auth("/profile/", &format!("Token {key}")).await.body, json!({"detail": "Invalid token."}));
+    assert_eq!(app.get_auth("/profile/", &format!("Token {second}")).await.status, 200);
+    let out = run(dir.path(), &env, &["drf_create_token", "nobody"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert!(text(&out.stderr).contains("nobody"));
+
+    // Permissions and groups.
+    let browser = app.browser("writer").await;
+    let publish = || browser.post_csrf("/publish/", json!({}));
+    assert_eq!(publish().await.status, 403);
+    let out = run(dir.path(), &env, &["grant", "writer", "articles.can_publish"], "");
+    assert_eq!(text(&out.stdout).trim(), "Granted articles.can_publish to 'writer'.");
+    assert_eq!(publish().await.status, 200);
+    let out = run(dir.path(), &env, &["revoke", "writer", "articles.can_publish"], "");
+    assert!(out.status.success());
+    assert_eq!(publish().await.status, 403);
+    assert!(run(dir.path(), &env, &["grant", "--group", "editors", "articles.can_publish"], "").status.success());
+    let out = run(dir.path(), &env, &["addtogroup", "writer", "editors"], "");
+    assert_eq!(text(&out.stdout).trim(), "Added 'writer' to group 'editors'.");
+    assert_eq!(publish().await.status, 200);
+    let out = run(dir.path(), &env, &["grant", "writer", "nodot"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("app_label.codename"));
+
+    // Deactivation ends sessions and tokens at once; activation lets the user back in.
+    let out = run(dir.path(), &env, &["deactivate", "john"], "");
+    assert!(out.status.success());
+    assert_eq!(
+        app.get_auth("/profile/", &format!("Token {second}")).await.body,
+        json!({"detail": "User inactive or deleted."})
+    );
+    assert!(run(dir.path(), &env, &["activate", "john"], "").status.success());
+    assert_eq!(app.get_auth("/profile/", &format!("Token {second}")).await.status, 200);
+    assert_eq!(run(dir.path(), &env, &["deactivate", "ghost"], "").status.code(), Some(1));
+
+    let out = run(dir.path(), &env, &["clearsessions"], "");
+    assert_eq!(text(&out.stdout).trim(), "Deleted 0 expired sessions.");
+    let out = run(dir.path(), &env, &["flushexpiredtokens"], "");
+    assert!(out.status.success());
+}
+
+#[tokio::test]
+async fn client_ips_come_from_trusted_proxies_only_and_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new();
+    let mut env = db.env();
+    env.push(("PORTCULLIS_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]".into()));
+    env.push(("PORTCULLIS_THROTTLE__LOGIN", "3/min".into()));
+    env.push(("PORTCULLIS_THROTTLE__LOGIN_IP", "4/min".into()));
+    let served = Served::start(dir.path(), &env, &["--bind", "127.0.0.1:0"]);
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", served.base);
+    let login = |user: &str, ip: &str| {
+        http.post(url("/login/"))
+            .header("x-forwarded-for", format!("6.6.6.6, {ip}"))
+            .header("user-agent", "test-agent/1.0")
+            .json(&json!({"username": user, "password": "wrong-password"}))
+            .send()
+    };
+    // Four different usernames from one client IP: the fifth attempt is throttled per IP.
+    for user in ["a", "b", "c", "d"] {
+        assert_eq!(login(user, "10.9.8.7").await.unwrap().status(), 400);
+    }
+    let res = login("e", "10.9.8.7").await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().get("retry-after").is_some());
+    // Another client IP (as the proxy says) is not affected.
+    assert_eq!(login("e", "10.1.1.1").await.unwrap().status(), 400);
+    // The session records the client IP the proxy reported.
+    http.post(url("/register/")).json(&json!({"username": "john", "password": STRONG})).send().await.unwrap();
+    let res = http
+        .post(url("/login/"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("user-agent", "test-agent/1.0")
+        .json(&json!({"username": "john", "password": STRONG}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let list: Value = http.get(url("/sessions/")).header("cookie", cookie).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list[0]["ip"], "203.0.113.9");
+    assert_eq!(list[0]["user_agent"], "test-agent/1.0");
+    assert!(served.stop().success());
+}

@@ -25,3 +25,16 @@ async fn swagger_ui_is_served_with_its_assets_inline() {
     assert!(html.contains("SwaggerUIBundle"));
     assert!(!html.contains("<script src=\"http") && !html.contains("<link href=\"http"), "no CDN");
 }
+
+#[tokio::test]
+async fn every_operation_but_the_operational_ones_has_an_authentication_policy() {
+    let app = TestApp::new().await;
+    let spec: serde_json::Value = serde_json::from_str(&portcullis::app::spec_json(&app.state)).unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    assert!(paths.len() >= 25, "{}", paths.len());
+    for path in paths.keys() {
+        let concrete = path.replace("{id}", "1");
+        let has_policy = portcullis::api::policy::policy_for(&concrete).is_some();
+        assert_eq!(has_policy, path != "/healthz", "{path}");
+    }
+}
