@@ -1,6 +1,8 @@
 //! Security events: the one place they are emitted. Today they go to the log under the
 //! `portcullis::audit` target; the audit trail and metrics subscribe here.
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
+
+use crate::authn::cache::CredentialCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -21,6 +23,15 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Whether the event can end a credential (a logout, a revocation, a new password,
+    /// a deactivation, or login's key rotation).
+    pub fn may_revoke(self) -> bool {
+        !matches!(
+            self,
+            Self::UserCreated | Self::LoginFailed | Self::TokenCreated | Self::JwtIssued | Self::UserActivated
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UserCreated => "user_created",
@@ -53,11 +64,24 @@ pub struct EventContext {
     pub via: Option<&'static str>,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Events;
+/// Where security events go: the log today; the credential cache, so that a revocation
+/// made through this process takes effect on its very next request.
+#[derive(Clone)]
+pub struct Events {
+    cache: Arc<CredentialCache>,
+}
 
 impl Events {
+    pub fn new(cache: Arc<CredentialCache>) -> Self {
+        Self { cache }
+    }
+
     pub fn emit(&self, kind: EventKind, ctx: EventContext) {
+        if kind.may_revoke()
+            && let Some(user_id) = ctx.user_id
+        {
+            self.cache.invalidate_user(user_id);
+        }
         tracing::info!(
             target: "portcullis::audit",
             event = kind.as_str(),

@@ -11,7 +11,7 @@ use std::{
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    authn::Chain,
+    authn::{Chain, cache::CredentialCache},
     config::Settings,
     events::Events,
     net::TrustedProxies,
@@ -34,6 +34,7 @@ pub struct AppState {
     pub user_throttle: Arc<Window>,
     pub default_permission: Permission,
     pub jwt: Arc<crate::service::jwt::Jwt>,
+    pub cache: Arc<CredentialCache>,
     /// `auth.chain`, and the per-endpoint chains, built once.
     pub chains: Arc<HashMap<Vec<String>, Chain>>,
 }
@@ -41,6 +42,7 @@ pub struct AppState {
 impl AppState {
     pub async fn new(db: DatabaseConnection, settings: Settings) -> Result<Self, String> {
         let rate = |s: &str| Rate::parse(s);
+        let cache = Arc::new(CredentialCache::new(std::time::Duration::from_secs(settings.cache.ttl)));
         let t = &settings.throttle;
         let mut state = Self {
             passwords: Passwords::new(&settings.password)?,
@@ -52,8 +54,9 @@ impl AppState {
                 .ok_or("unknown auth.default_permission")?,
             chains: Arc::new(HashMap::new()),
             jwt: Arc::new(crate::service::jwt::Jwt::load(&settings.jwt, &db).await?),
+            cache: Arc::clone(&cache),
+            events: Events::new(cache),
             settings: Arc::new(settings),
-            events: Events,
             health: Health::default(),
             db,
         };

@@ -8,8 +8,9 @@ use poem::{Endpoint, IntoResponse, Request, Response, http::header, web::cookie:
 
 use super::{cookies, policy::policy_for};
 use crate::{
-    authn::{Credentials, Identity, Method, csrf},
+    authn::{Credentials, Identity, Method, cache::Key, csrf},
     config::Settings,
+    crypto,
     error::{ApiError, NOT_AUTHENTICATED, PERMISSION_DENIED},
     service::sessions,
     state::AppState,
@@ -18,7 +19,7 @@ use crate::{
 /// Who is calling, as the chain decided; handlers take it with `Data<&Caller>`.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     pub creds: Arc<Credentials>,
 }
 
@@ -26,7 +27,7 @@ impl Caller {
     /// The authenticated identity (the view's permission guarantees it where required).
     pub fn identity(&self) -> Result<&Identity, ApiError> {
         self.identity
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: None })
     }
 
@@ -58,7 +59,7 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
         jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
     }
     let permission = policy.permission.unwrap_or(state.default_permission);
-    if !permission.allows(found.identity.as_ref(), &creds.method, &state.db).await.map_err(ApiError::from)? {
+    if !permission.allows(found.identity.as_deref(), &creds.method, &state.db).await.map_err(ApiError::from)? {
         return Err(match found.identity {
             None => ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: chain.challenge() },
             Some(_) => ApiError::PermissionDenied(PERMISSION_DENIED.into()),
@@ -87,16 +88,18 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
 /// Records activity on the session (throttled) and, with `save_every_request`, slides its
 /// expiry and re-sends the cookie with a fresh Max-Age.
 async fn keep_alive(state: &AppState, jar: &CookieJar, caller: &Caller) {
-    let Some(session) = caller.identity.as_ref().and_then(Identity::session) else { return };
+    let Some(session) = caller.identity.as_deref().and_then(Identity::session) else { return };
     let settings = &state.settings.session;
     let age = chrono::Duration::seconds(i64::try_from(settings.cookie_age).unwrap_or(i64::MAX / 1000));
+    let Some(key) = caller.creds.cookies.get(&settings.cookie_name) else { return };
     if sessions::should_touch(session.last_seen, age, Utc::now()) {
         let extend = settings.save_every_request.then_some(age);
         if let Err(e) = sessions::touch(&state.db, session.id, extend).await {
             tracing::warn!(error = %e, "could not record session activity");
         }
+        // The cached copy has the old times: the next request reads the new ones.
+        state.cache.forget(&Key::Session(crypto::digest(key)));
     }
-    let Some(key) = caller.creds.cookies.get(&settings.cookie_name) else { return };
     // Only if the view did not replace or remove the cookie itself (login, logout, password change).
     let unchanged = jar.get(&settings.cookie_name).is_some_and(|c| c.value_str() == key);
     if settings.save_every_request && unchanged {

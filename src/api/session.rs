@@ -161,8 +161,13 @@ impl SessionApi {
                 sessions::cycle_key(&state.db, session.id, Some(&user.security_stamp), self.age()).await?
             }
             other => {
-                if let Some((_, session)) = other {
+                if let Some((previous, session)) = other {
                     sessions::delete(&state.db, session.id).await?;
+                    let ctx = EventContext {
+                        credential: Some(session.public_id.clone()),
+                        ..Self::ctx(&caller, Some(&previous.user))
+                    };
+                    state.events.emit(EventKind::SessionRevoked, ctx);
                 }
                 let origin = Origin { ip: ip.map(|ip| ip.to_string()), user_agent: caller.creds.user_agent.clone() };
                 sessions::create(&state.db, &user, origin, self.age()).await?.0
@@ -197,7 +202,7 @@ impl SessionApi {
                     sessions::delete(&state.db, session.id).await?;
                     jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
                 }
-                crate::authn::Credential::Token { id } => {
+                crate::authn::Credential::Token { id, .. } => {
                     tokens::delete(&state.db, identity.user.id, *id).await?;
                 }
                 _ => {}
@@ -214,7 +219,7 @@ impl SessionApi {
     async fn logoutall(&self, caller: Data<&Caller>, jar: &CookieJar) -> Result<MessageResponse, ApiError> {
         let identity = caller.identity()?;
         let state = &self.state;
-        let user = accounts::rotate_stamp(&state.db, identity.user.clone()).await?;
+        let user = accounts::rotate_stamp(&state.db, (*identity.user).clone()).await?;
         sessions::delete_for_user(&state.db, user.id, None).await?;
         tokens::delete_for_user(&state.db, user.id).await?;
         crate::service::jwt::blacklist_user(&state.db, user.id).await?;
@@ -244,7 +249,7 @@ impl SessionApi {
     /// The current session
     #[oai(path = "/session/", method = "get", operation_id = "session")]
     async fn session(&self, caller: Data<&Caller>) -> Json<SessionBody> {
-        let identity = caller.identity.as_ref();
+        let identity = caller.identity.as_deref();
         Json(SessionBody {
             session_key: identity.and_then(Identity::session).map(|s| s.public_id.clone()),
             username: identity.map(|i| i.user.username.clone()).unwrap_or_default(),
@@ -348,13 +353,13 @@ impl SessionApi {
                 )));
             }
         }
-        let user = accounts::set_password(&state.db, &state.passwords, identity.user.clone(), new)
+        let user = accounts::set_password(&state.db, &state.passwords, (*identity.user).clone(), new)
             .await
             .map_err(|e| rename_field(e, "password", "new_password"))?;
         let keep_session = identity.session().map(|s| s.id);
         sessions::delete_for_user(&state.db, user.id, keep_session).await?;
         let keep_token = match identity.credential {
-            crate::authn::Credential::Token { id } => Some(id),
+            crate::authn::Credential::Token { id, .. } => Some(id),
             _ => None,
         };
         tokens::delete_for_user_except(&state.db, user.id, keep_token).await?;

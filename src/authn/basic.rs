@@ -1,6 +1,8 @@
 //! DRF's `BasicAuthentication`: `Authorization: Basic base64(username:password)`, with
 //! DRF's messages. The password check is the login one: argon2 off the async workers, the
 //! dummy hash for unknown users, and the same failure throttle as `/login/`.
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use base64::Engine;
 use sea_orm::DatabaseConnection;
@@ -18,7 +20,7 @@ pub const INVALID: &str = "Invalid username/password.";
 pub struct BasicAuthenticator {
     db: DatabaseConnection,
     passwords: Passwords,
-    throttle: std::sync::Arc<LoginThrottle>,
+    throttle: Arc<LoginThrottle>,
 }
 
 impl BasicAuthenticator {
@@ -64,8 +66,8 @@ impl Authenticator for BasicAuthenticator {
         };
         let ip = creds.client_ip;
         match accounts::check_credentials(&self.db, &self.passwords, &self.throttle, &username, &password, ip).await {
-            Ok(Ok(user)) => Outcome::Authenticated(Box::new(Identity {
-                user,
+            Ok(Ok(user)) => Outcome::Authenticated(Arc::new(Identity {
+                user: Arc::new(user),
                 method: Method::Basic,
                 credential: Credential::Basic,
             })),

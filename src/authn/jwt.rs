@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
 
-use super::{Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome};
+use super::{
+    Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
+    cache::{Cached, CredentialCache, Key},
+};
 use crate::{
     service::jwt::{self, Jwt, TokenError},
     state::AppState,
@@ -16,6 +19,7 @@ use crate::{
 
 pub struct JwtAuthenticator {
     db: DatabaseConnection,
+    cache: Arc<CredentialCache>,
     jwt: Arc<Jwt>,
     header_types: Vec<String>,
 }
@@ -24,9 +28,21 @@ impl JwtAuthenticator {
     pub fn new(state: &AppState) -> Self {
         Self {
             db: state.db.clone(),
+            cache: Arc::clone(&state.cache),
             jwt: Arc::clone(&state.jwt),
             header_types: state.settings.jwt.auth_header_types.clone(),
         }
+    }
+
+    /// The token's user, from the cache or the database (`None`: no such user).
+    async fn user(&self, id: i64) -> Result<Option<Arc<user::Model>>, sea_orm::DbErr> {
+        if let Some(Cached::User(user)) = self.cache.get(&Key::JwtUser(id)) {
+            return Ok(Some(user));
+        }
+        let Some(user) = user::Entity::find_by_id(id).one(&self.db).await? else { return Ok(None) };
+        let user = Arc::new(user);
+        self.cache.insert(Key::JwtUser(id), Cached::User(Arc::clone(&user)));
+        Ok(Some(user))
     }
 }
 
@@ -75,7 +91,7 @@ impl Authenticator for JwtAuthenticator {
                 json!({"detail": "Token contained no recognizable user identification", "code": "token_not_valid"}),
             );
         };
-        let user = match user::Entity::find_by_id(user_id).one(&self.db).await {
+        let user = match self.user(user_id).await {
             Ok(Some(user)) => user,
             Ok(None) => return refuse(json!({"detail": "User not found", "code": "user_not_found"})),
             Err(e) => return Outcome::Failed(Failure::Unavailable(e.to_string())),
@@ -86,7 +102,7 @@ impl Authenticator for JwtAuthenticator {
         if !jwt::stamp_matches(claims.stamp.as_deref(), &user.security_stamp) {
             return refuse(json!({"detail": "The user's password has been changed.", "code": "password_changed"}));
         }
-        Outcome::Authenticated(Box::new(Identity {
+        Outcome::Authenticated(Arc::new(Identity {
             user,
             method: Method::Jwt,
             credential: Credential::Jwt { jti: claims.jti },

@@ -5,6 +5,7 @@
 //! Adding an authenticator is one module implementing [`Authenticator`] plus one line in
 //! [`build`]; `auth.chain` then names it.
 pub mod basic;
+pub mod cache;
 pub mod csrf;
 pub mod jwt;
 pub mod session;
@@ -76,7 +77,7 @@ impl Method {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     Session(session::SessionRef),
-    Token { id: i64 },
+    Token { id: i64, expires_at: Option<chrono::DateTime<chrono::Utc>> },
     Jwt { jti: String },
     Basic,
 }
@@ -84,7 +85,7 @@ pub enum Credential {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub user: user::Model,
+    pub user: Arc<user::Model>,
     pub method: Method,
     pub credential: Credential,
 }
@@ -103,7 +104,7 @@ pub enum Outcome {
     /// Not mine, and the credential the client holds is dead (an unknown, expired or
     /// revoked session cookie): the response tells the client to drop it.
     Stale,
-    Authenticated(Box<Identity>),
+    Authenticated(Arc<Identity>),
     Failed(Failure),
 }
 
@@ -171,7 +172,7 @@ impl Chain {
                     continue;
                 }
                 Outcome::Authenticated(identity) => {
-                    result.identity = Some(*identity);
+                    result.identity = Some(identity);
                     return Ok(result);
                 }
                 Outcome::Failed(Failure::Credentials(detail)) => {
@@ -196,7 +197,7 @@ impl Chain {
 /// What the chain found.
 #[derive(Debug, Default)]
 pub struct ChainResult {
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     /// Authenticators that saw a dead credential (its cookie should be cleared).
     pub stale: Vec<&'static str>,
 }

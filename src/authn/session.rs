@@ -5,7 +5,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
-use super::{Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome, csrf};
+use std::sync::Arc;
+
+use super::{
+    Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
+    cache::{Cached, CredentialCache, Key},
+    csrf,
+};
 use crate::{crypto, service::sessions, state::AppState};
 
 /// The session behind a request, as APIs may show it.
@@ -15,10 +21,13 @@ pub struct SessionRef {
     pub public_id: String,
     pub last_seen: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The user's security stamp when the session was opened (never shown by APIs).
+    pub auth_stamp: String,
 }
 
 pub struct SessionAuthenticator {
     db: DatabaseConnection,
+    cache: Arc<CredentialCache>,
     cookie_name: String,
     csrf_cookie: String,
     csrf_header: String,
@@ -32,6 +41,7 @@ impl SessionAuthenticator {
         let s = &state.settings;
         Self {
             db: state.db.clone(),
+            cache: Arc::clone(&state.cache),
             cookie_name: s.session.cookie_name.clone(),
             csrf_cookie: s.csrf.cookie_name.clone(),
             csrf_header: s.csrf.header_name.clone(),
@@ -56,14 +66,20 @@ impl Authenticator for SessionAuthenticator {
         if !sessions::plausible_key(key) {
             return Outcome::Stale;
         }
-        let (session, user) = match sessions::lookup(&self.db, key).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return Outcome::Stale,
-            Err(e) => return Outcome::Failed(Failure::Unavailable(e.to_string())),
+        let digest = crypto::digest(key);
+        let identity = match self.cache.get(&Key::Session(digest)) {
+            Some(Cached::Identity(identity)) => identity,
+            _ => match self.load(&digest).await {
+                Ok(Some(identity)) => identity,
+                Ok(None) => return Outcome::Stale,
+                Err(e) => return Outcome::Failed(Failure::Unavailable(e.to_string())),
+            },
         };
+        let Some(session) = identity.session() else { return Outcome::Stale };
+        // Checked on every request, cached or not: expiry, activity and the password state.
         let current = session.expires_at > Utc::now()
-            && user.is_active
-            && crypto::constant_time_eq(session.auth_stamp.as_bytes(), user.security_stamp.as_bytes());
+            && identity.user.is_active
+            && crypto::constant_time_eq(session.auth_stamp.as_bytes(), identity.user.security_stamp.as_bytes());
         if !current {
             return Outcome::Stale;
         }
@@ -75,16 +91,27 @@ impl Authenticator for SessionAuthenticator {
         if let Err(reason) = csrf::check(creds, &settings) {
             return Outcome::Failed(Failure::Csrf(reason));
         }
+        Outcome::Authenticated(identity)
+    }
+}
+
+impl SessionAuthenticator {
+    /// The session and its user from the database, cached.
+    async fn load(&self, digest: &[u8; 32]) -> Result<Option<Arc<Identity>>, sea_orm::DbErr> {
+        let Some((session, user)) = sessions::lookup(&self.db, digest).await? else { return Ok(None) };
         let session = SessionRef {
             id: session.id,
             public_id: session.public_id,
             last_seen: session.last_seen,
             expires_at: session.expires_at,
+            auth_stamp: session.auth_stamp,
         };
-        Outcome::Authenticated(Box::new(Identity {
-            user,
+        let identity = Arc::new(Identity {
+            user: Arc::new(user),
             method: Method::Session,
             credential: Credential::Session(session),
-        }))
+        });
+        self.cache.insert(Key::Session(*digest), Cached::Identity(Arc::clone(&identity)));
+        Ok(Some(identity))
     }
 }

@@ -1,23 +1,42 @@
 //! DRF's `TokenAuthentication`: `Authorization: Token <key>` (keyword configurable,
 //! matched case-insensitively), with DRF's exact header-parsing messages. Keys are looked up
 //! by their SHA-256 digest; unknown, revoked and expired keys are all "Invalid token.".
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use chrono::Utc;
 use sea_orm::DatabaseConnection;
 
-use super::{Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome};
-use crate::{service::tokens, state::AppState};
+use super::{
+    Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
+    cache::{Cached, CredentialCache, Key},
+};
+use crate::{crypto, service::tokens, state::AppState};
 
 pub const INVALID_TOKEN: &str = "Invalid token.";
 pub const INACTIVE: &str = "User inactive or deleted.";
 
 pub struct TokenAuthenticator {
     db: DatabaseConnection,
+    cache: Arc<CredentialCache>,
     keyword: String,
 }
 
 impl TokenAuthenticator {
     pub fn new(state: &AppState) -> Self {
-        Self { db: state.db.clone(), keyword: state.settings.token.keyword.clone() }
+        Self { db: state.db.clone(), cache: Arc::clone(&state.cache), keyword: state.settings.token.keyword.clone() }
+    }
+
+    /// The token and its user from the database (`None`: unknown, revoked or expired), cached.
+    async fn load(&self, digest: &[u8; 32]) -> Result<Option<Arc<Identity>>, sea_orm::DbErr> {
+        let Some((token, user)) = tokens::authenticate(&self.db, digest).await? else { return Ok(None) };
+        let identity = Arc::new(Identity {
+            user: Arc::new(user),
+            method: Method::Token,
+            credential: Credential::Token { id: token.id, expires_at: token.expires_at },
+        });
+        self.cache.insert(Key::Token(*digest), Cached::Identity(Arc::clone(&identity)));
+        Ok(Some(identity))
     }
 }
 
@@ -48,15 +67,26 @@ impl Authenticator for TokenAuthenticator {
         let Ok(key) = std::str::from_utf8(key) else {
             return failed("Invalid token header. Token string should not contain invalid characters.");
         };
-        match tokens::authenticate(&self.db, key).await {
-            Ok(Some((token, user))) if user.is_active => Outcome::Authenticated(Box::new(Identity {
-                user,
-                method: Method::Token,
-                credential: Credential::Token { id: token.id },
-            })),
-            Ok(Some(_)) => failed(INACTIVE),
-            Ok(None) => failed(INVALID_TOKEN),
-            Err(e) => Outcome::Failed(Failure::Unavailable(e.to_string())),
+        if !tokens::plausible_key(key) {
+            return failed(INVALID_TOKEN);
         }
+        let digest = crypto::digest(key);
+        let identity = match self.cache.get(&Key::Token(digest)) {
+            Some(Cached::Identity(identity)) => identity,
+            _ => match self.load(&digest).await {
+                Ok(Some(identity)) => identity,
+                Ok(None) => return failed(INVALID_TOKEN),
+                Err(e) => return Outcome::Failed(Failure::Unavailable(e.to_string())),
+            },
+        };
+        if let Credential::Token { expires_at: Some(at), .. } = identity.credential
+            && at <= Utc::now()
+        {
+            return failed(INVALID_TOKEN);
+        }
+        if !identity.user.is_active {
+            return failed(INACTIVE);
+        }
+        Outcome::Authenticated(identity)
     }
 }

@@ -24,10 +24,13 @@ pub fn plausible_key(key: &str) -> bool {
     (8..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// The session and its user, in one query.
-pub async fn lookup(db: &impl ConnectionTrait, key: &str) -> Result<Option<(session::Model, user::Model)>, DbErr> {
+/// The session with this key digest and its user, in one query.
+pub async fn lookup(
+    db: &impl ConnectionTrait,
+    digest: &[u8; 32],
+) -> Result<Option<(session::Model, user::Model)>, DbErr> {
     let found = session::Entity::find()
-        .filter(session::Column::KeyDigest.eq(crypto::digest(key).to_vec()))
+        .filter(session::Column::KeyDigest.eq(digest.to_vec()))
         .find_also_related(user::Entity)
         .one(db)
         .await?;

@@ -24,13 +24,12 @@ pub fn plausible_key(key: &str) -> bool {
 /// Finds a live token and its user in one indexed query, and records its use (at most
 /// once a minute per token, so a busy client does not write on every request). `None` for
 /// unknown, revoked and expired keys alike (DRF's one "Invalid token.").
-pub async fn authenticate(db: &impl ConnectionTrait, key: &str) -> Result<Option<(token::Model, user::Model)>, DbErr> {
-    if !plausible_key(key) {
-        return Ok(None);
-    }
-    let digest = crypto::digest(key).to_vec();
+pub async fn authenticate(
+    db: &impl ConnectionTrait,
+    digest: &[u8; 32],
+) -> Result<Option<(token::Model, user::Model)>, DbErr> {
     let found = token::Entity::find()
-        .filter(token::Column::KeyDigest.eq(digest))
+        .filter(token::Column::KeyDigest.eq(digest.to_vec()))
         .find_also_related(user::Entity)
         .one(db)
         .await?;

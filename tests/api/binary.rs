@@ -234,6 +234,7 @@ async fn token_and_permission_commands() {
     // -r revokes the user's other tokens first.
     let out = run(dir.path(), &env, &["drf_create_token", "-r", "john"], "");
     let second = text(&out.stdout).trim().split(' ').nth(2).unwrap().to_owned();
+    app.changed_elsewhere().await;
     assert_eq!(app.get_auth("/profile/", &format!("Token {key}")).await.body, json!({"detail": "Invalid token."}));
     assert_eq!(app.get_auth("/profile/", &format!("Token {second}")).await.status, 200);
     let out = run(dir.path(), &env, &["drf_create_token", "nobody"], "");
@@ -262,11 +263,13 @@ async fn token_and_permission_commands() {
     // Deactivation ends sessions and tokens at once; activation lets the user back in.
     let out = run(dir.path(), &env, &["deactivate", "john"], "");
     assert!(out.status.success());
+    app.changed_elsewhere().await;
     assert_eq!(
         app.get_auth("/profile/", &format!("Token {second}")).await.body,
         json!({"detail": "User inactive or deleted."})
     );
     assert!(run(dir.path(), &env, &["activate", "john"], "").status.success());
+    app.changed_elsewhere().await;
     assert_eq!(app.get_auth("/profile/", &format!("Token {second}")).await.status, 200);
     assert_eq!(run(dir.path(), &env, &["deactivate", "ghost"], "").status.code(), Some(1));
 

@@ -167,6 +167,7 @@ async fn publish_needs_the_permission_on_the_user_a_group_or_superuser() {
     let boss = app.browser("boss").await;
     assert_eq!(boss.post_csrf("/publish/", json!({})).await.status, StatusCode::FORBIDDEN);
     make(&app, "boss", |u| u.is_superuser = sea_orm::Set(true)).await;
+    app.changed_elsewhere().await;
     assert_eq!(boss.post_csrf("/publish/", json!({})).await.status, StatusCode::OK);
 }
 
@@ -183,6 +184,7 @@ async fn users_list_is_for_staff_and_paginated() {
     let browser = app.browser("admin").await;
     assert_eq!(browser.get("/users/").await.status, StatusCode::FORBIDDEN);
     make(&app, "admin", |u| u.is_staff = sea_orm::Set(true)).await;
+    app.changed_elsewhere().await;
     for name in ["u1", "u2", "u3"] {
         app.register(name).await;
     }
@@ -200,26 +202,63 @@ async fn users_list_is_for_staff_and_paginated() {
     assert_eq!((res.status, res.body), (StatusCode::NOT_FOUND, json!({"detail": "Invalid page."})));
 }
 
-#[tokio::test]
-async fn an_authenticated_request_costs_one_query() {
-    let app = TestApp::new().await;
+async fn queries_per_request(app: &TestApp) -> Vec<usize> {
     let browser = app.browser("john").await;
     let token = app.token("john").await;
     let (access, _) = app.jwt("john").await;
-    browser.get("/protected/").await;
-    app.get_auth("/protected/", &format!("Token {token}")).await;
     let mut counts = Vec::new();
     for auth in [None, Some(format!("Token {token}")), Some(format!("Bearer {access}"))] {
-        let before = app.queries.load(Ordering::Relaxed);
-        let res = match &auth {
-            None => browser.get("/protected/").await,
-            Some(a) => app.get_auth("/protected/", a).await,
+        let get = || async {
+            match &auth {
+                None => browser.get("/protected/").await,
+                Some(a) => app.get_auth("/protected/", a).await,
+            }
         };
-        assert_eq!(res.status, StatusCode::OK);
+        get().await; // first use: records last_used, fills the cache
+        let before = app.queries.load(Ordering::Relaxed);
+        assert_eq!(get().await.status, StatusCode::OK);
         counts.push(app.queries.load(Ordering::Relaxed) - before);
     }
-    println!("queries per authenticated GET /protected/ (session, token, jwt): {counts:?}");
-    assert_eq!(counts, [1, 1, 1]);
+    counts
+}
+
+#[tokio::test]
+async fn an_authenticated_request_costs_one_query_or_none_from_the_cache() {
+    let uncached = queries_per_request(&TestApp::with(|s| s.cache.ttl = 0).await).await;
+    let cached = queries_per_request(&TestApp::new().await).await;
+    println!(
+        "queries per authenticated GET /protected/ (session, token, jwt): {uncached:?} with cache.ttl = 0, {cached:?} cached"
+    );
+    assert_eq!(uncached, [1, 1, 1]);
+    assert_eq!(cached, [0, 0, 0]);
+}
+
+#[tokio::test]
+async fn revocations_through_the_server_beat_the_cache_and_others_wait_at_most_its_ttl() {
+    let app = TestApp::with(|s| s.cache.ttl = 30).await;
+    // Through this server: the very next request sees it, whatever the ttl.
+    let browser = app.browser("john").await;
+    assert_eq!(browser.get("/protected/").await.status, StatusCode::OK);
+    let key = browser.cookie("sessionid").unwrap();
+    browser.post_csrf("/logout/", json!({})).await;
+    let replay = crate::helpers::Browser::new(&app);
+    replay.set_cookie("sessionid", &key);
+    assert_eq!(replay.get("/protected/").await.status, StatusCode::FORBIDDEN);
+    let token = app.token("john").await;
+    assert_eq!(app.get_auth("/protected/", &format!("Token {token}")).await.status, StatusCode::OK);
+    app.call(Method::POST, "/logout/", &[("authorization", &format!("Token {token}"))], None).await;
+    assert_eq!(app.get_auth("/protected/", &format!("Token {token}")).await.body, json!({"detail": "Invalid token."}));
+    // Elsewhere (here: the database written directly): within cache.ttl.
+    let app = TestApp::with(|s| s.cache.ttl = 1).await;
+    app.register("ann").await;
+    let token = app.token("ann").await;
+    assert_eq!(app.get_auth("/protected/", &format!("Token {token}")).await.status, StatusCode::OK);
+    portcullis::service::accounts::set_active(&app.state.db, "ann", false).await.unwrap();
+    app.changed_elsewhere().await;
+    assert_eq!(
+        app.get_auth("/protected/", &format!("Token {token}")).await.body,
+        json!({"detail": "User inactive or deleted."})
+    );
 }
 
 #[tokio::test]

@@ -129,6 +129,15 @@ impl TestApp {
         (res.body["access"].as_str().unwrap().to_owned(), res.body["refresh"].as_str().unwrap().to_owned())
     }
 
+    /// Waits out `cache.ttl`: a change made outside this process's request path (the CLI,
+    /// another instance, a test writing the database) is seen within that time.
+    pub async fn changed_elsewhere(&self) {
+        let ttl = std::time::Duration::from_secs(self.state.settings.cache.ttl);
+        if !ttl.is_zero() {
+            tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn user(&self, username: &str) -> portcullis::store::user::Model {
         portcullis::service::accounts::find_by_username(&self.state.db, username).await.unwrap().unwrap()
     }

@@ -285,6 +285,7 @@ async fn deleted_and_inactive_users_are_401_never_500() {
     );
     let id = app.user("john").await.id;
     portcullis::store::user::Entity::delete_by_id(id).exec(&app.state.db).await.unwrap();
+    app.changed_elsewhere().await;
     assert_eq!(
         app.get_auth("/protected/", &format!("Bearer {access}")).await.body,
         json!({"detail": "User not found", "code": "user_not_found"})

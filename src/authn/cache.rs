@@ -1,0 +1,158 @@
+//! The credential cache under the chain: a resolved credential (session or token digest, or
+//! a JWT's user) is reused for `cache.ttl` seconds without reading the database.
+//!
+//! Revocation stays exact where it happens: every security event that can end a credential
+//! (logout, revocation, password change, deactivation, login's key rotation) is emitted
+//! through `events::Events`, which drops the user's entries here before the response leaves.
+//! Changes made elsewhere (the CLI, another instance) are seen within `ttl`.
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use super::Identity;
+use crate::store::user;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    Session([u8; 32]),
+    Token([u8; 32]),
+    /// A JWT's user: the token itself is verified by signature on every request.
+    JwtUser(i64),
+}
+
+#[derive(Debug, Clone)]
+pub enum Cached {
+    Identity(Arc<Identity>),
+    User(Arc<user::Model>),
+}
+
+impl Cached {
+    fn user_id(&self) -> i64 {
+        match self {
+            Self::Identity(identity) => identity.user.id,
+            Self::User(user) => user.id,
+        }
+    }
+}
+
+struct Entry {
+    value: Cached,
+    stored: Instant,
+}
+
+/// Entries beyond this are pruned (expired first, then all): memory stays bounded whatever
+/// the number of distinct credentials.
+const CAPACITY: usize = 50_000;
+
+pub struct CredentialCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<Key, Entry>>,
+}
+
+impl CredentialCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: RwLock::new(HashMap::new()) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Cached> {
+        if !self.enabled() {
+            return None;
+        }
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).filter(|e| e.stored.elapsed() < self.ttl).map(|e| e.value.clone())
+    }
+
+    pub fn insert(&self, key: Key, value: Cached) {
+        if !self.enabled() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CAPACITY {
+            let ttl = self.ttl;
+            entries.retain(|_, e| e.stored.elapsed() < ttl);
+            if entries.len() >= CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(key, Entry { value, stored: Instant::now() });
+    }
+
+    /// Drops one entry (after writing to that credential's row).
+    pub fn forget(&self, key: &Key) {
+        if self.enabled() {
+            self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+        }
+    }
+
+    /// Drops every entry of a user: the next request of each of their credentials reads
+    /// the database.
+    pub fn invalidate_user(&self, user_id: i64) {
+        if self.enabled() {
+            self.entries.write().unwrap_or_else(|e| e.into_inner()).retain(|_, e| e.value.user_id() != user_id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::{Credential, Method};
+
+    fn identity(user_id: i64) -> Cached {
+        let user = user::Model {
+            id: user_id,
+            username: format!("u{user_id}"),
+            username_key: format!("u{user_id}"),
+            password: String::new(),
+            email: String::new(),
+            first_name: String::new(),
+            last_name: String::new(),
+            is_active: true,
+            is_staff: false,
+            is_superuser: false,
+            last_login: None,
+            date_joined: chrono::Utc::now(),
+            security_stamp: String::new(),
+        };
+        Cached::Identity(Arc::new(Identity {
+            user: Arc::new(user),
+            method: Method::Token,
+            credential: Credential::Token { id: 1, expires_at: None },
+        }))
+    }
+
+    #[test]
+    fn entries_expire_and_are_dropped_per_user() {
+        let cache = CredentialCache::new(Duration::from_millis(50));
+        cache.insert(Key::Token([1; 32]), identity(1));
+        cache.insert(Key::Token([2; 32]), identity(2));
+        assert!(cache.get(&Key::Token([1; 32])).is_some());
+        cache.invalidate_user(1);
+        assert!(cache.get(&Key::Token([1; 32])).is_none());
+        assert!(cache.get(&Key::Token([2; 32])).is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get(&Key::Token([2; 32])).is_none());
+    }
+
+    #[test]
+    fn a_zero_ttl_disables_the_cache() {
+        let cache = CredentialCache::new(Duration::ZERO);
+        cache.insert(Key::JwtUser(1), identity(1));
+        assert!(cache.get(&Key::JwtUser(1)).is_none());
+        assert!(cache.is_empty());
+    }
+}
