@@ -45,14 +45,19 @@ async fn fixture() -> Fixture {
     let uncached = AppState::new(db.clone(), no_cache).await.unwrap();
     let new = NewUser { username: "bench".into(), password: PASSWORD.into(), ..NewUser::default() };
     let user = accounts::register(&db, &state.passwords, new, FieldErrors::default()).await.unwrap();
-    let (session_key, _) = sessions::create(&db, &user, sessions::Origin::default(), chrono::Duration::days(1)).await.unwrap();
+    let (session_key, _) =
+        sessions::create(&db, &user, sessions::Origin::default(), chrono::Duration::days(1)).await.unwrap();
     let (token_key, _) = tokens::create(&db, user.id, "bench", 0).await.unwrap();
     let access = state.jwt.access_for(&user).unwrap();
     Fixture { password_hash: user.password.clone(), state, uncached, session_key, token_key, access, user, _dir: dir }
 }
 
 fn creds_session(key: &str) -> Credentials {
-    Credentials { method: "GET".into(), cookies: [("sessionid".to_owned(), key.to_owned())].into(), ..Credentials::default() }
+    Credentials {
+        method: "GET".into(),
+        cookies: [("sessionid".to_owned(), key.to_owned())].into(),
+        ..Credentials::default()
+    }
 }
 
 fn creds_header(value: String) -> Credentials {
@@ -76,7 +81,9 @@ fn benches(c: &mut Criterion) {
     let session_digest = crypto::digest(&f.session_key);
     c.bench_function("session/db_lookup", |b| b.to_async(&rt).iter(|| sessions::lookup(&f.state.db, &session_digest)));
     c.bench_function("jwt/encode_access", |b| b.iter(|| f.state.jwt.access_for(black_box(&f.user)).unwrap()));
-    c.bench_function("jwt/verify_access", |b| b.iter(|| f.state.jwt.decode(black_box(&f.access), Some("access")).unwrap()));
+    c.bench_function("jwt/verify_access", |b| {
+        b.iter(|| f.state.jwt.decode(black_box(&f.access), Some("access")).unwrap())
+    });
 
     let kinds = [
         ("session", creds_session(&f.session_key)),

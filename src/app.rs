@@ -15,13 +15,14 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let limit = state.settings.server.max_body_bytes;
+    let shared = std::sync::Arc::new(state.clone());
     // Outermost first: log; write cookies (also on error answers); map every error to
     // DRF's JSON; normalise trailing slashes; authenticate (before routing, so auth beats 405).
     Route::new()
         .nest("/", service)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .around(crate::api::auth::authenticate)
+        .around(move |next, req| crate::api::auth::authenticate(next, req, std::sync::Arc::clone(&shared)))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(state)
         .around(move |next, req| map_errors(next, req, limit))

@@ -55,6 +55,10 @@ impl Window {
         Self { rate, hits: Mutex::new(HashMap::new()) }
     }
 
+    pub fn enabled(&self) -> bool {
+        self.rate.is_some()
+    }
+
     /// Seconds to wait before `key` may go on, or `None` if it may now (DRF's `wait()`,
     /// rounded up).
     pub fn wait(&self, key: &str) -> Option<u64> {

@@ -46,11 +46,10 @@ impl Caller {
     }
 }
 
-pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+pub async fn authenticate<E: Endpoint>(next: E, mut req: Request, state: Arc<AppState>) -> poem::Result<Response> {
     let Some(policy) = policy_for(req.uri().path()) else {
         return next.call(req).await.map(IntoResponse::into_response);
     };
-    let state = req.data::<AppState>().cloned().ok_or_else(|| ApiError::Internal("no application state".into()))?;
     let creds = Arc::new(collect(&mut req, &state).await?);
     let chain = state.chain(policy.chain).ok_or_else(|| ApiError::Internal("chain not built".into()))?;
     let found = chain.authenticate(&creds).await?;
@@ -67,8 +66,11 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
         .into());
     }
     let throttled = match &found.identity {
-        Some(identity) => state.user_throttle.allow(&identity.user.id.to_string()),
-        None => state.anon_throttle.allow(&creds.client_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string())),
+        Some(identity) if state.user_throttle.enabled() => state.user_throttle.allow(&identity.user.id.to_string()),
+        None if state.anon_throttle.enabled() => {
+            state.anon_throttle.allow(&creds.client_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string()))
+        }
+        _ => Ok(()),
     };
     if let Err(wait) = throttled {
         return Err(ApiError::Throttled { wait }.into());

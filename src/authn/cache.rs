@@ -12,33 +12,17 @@ use std::{
 };
 
 use super::Identity;
-use crate::store::user;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Key {
     Session([u8; 32]),
     Token([u8; 32]),
-    /// A JWT's user: the token itself is verified by signature on every request.
-    JwtUser(i64),
-}
-
-#[derive(Debug, Clone)]
-pub enum Cached {
-    Identity(Arc<Identity>),
-    User(Arc<user::Model>),
-}
-
-impl Cached {
-    fn user_id(&self) -> i64 {
-        match self {
-            Self::Identity(identity) => identity.user.id,
-            Self::User(user) => user.id,
-        }
-    }
+    /// A verified access token (by digest); its expiry is checked on every use.
+    Jwt([u8; 32]),
 }
 
 struct Entry {
-    value: Cached,
+    value: Arc<Identity>,
     stored: Instant,
 }
 
@@ -60,7 +44,7 @@ impl CredentialCache {
         !self.ttl.is_zero()
     }
 
-    pub fn get(&self, key: &Key) -> Option<Cached> {
+    pub fn get(&self, key: &Key) -> Option<Arc<Identity>> {
         if !self.enabled() {
             return None;
         }
@@ -68,7 +52,7 @@ impl CredentialCache {
         entries.get(key).filter(|e| e.stored.elapsed() < self.ttl).map(|e| e.value.clone())
     }
 
-    pub fn insert(&self, key: Key, value: Cached) {
+    pub fn insert(&self, key: Key, value: Arc<Identity>) {
         if !self.enabled() {
             return;
         }
@@ -94,7 +78,7 @@ impl CredentialCache {
     /// the database.
     pub fn invalidate_user(&self, user_id: i64) {
         if self.enabled() {
-            self.entries.write().unwrap_or_else(|e| e.into_inner()).retain(|_, e| e.value.user_id() != user_id);
+            self.entries.write().unwrap_or_else(|e| e.into_inner()).retain(|_, e| e.value.user.id != user_id);
         }
     }
 
@@ -112,8 +96,8 @@ mod tests {
     use super::*;
     use crate::authn::{Credential, Method};
 
-    fn identity(user_id: i64) -> Cached {
-        let user = user::Model {
+    fn identity(user_id: i64) -> Arc<Identity> {
+        let user = crate::store::user::Model {
             id: user_id,
             username: format!("u{user_id}"),
             username_key: format!("u{user_id}"),
@@ -128,11 +112,11 @@ mod tests {
             date_joined: chrono::Utc::now(),
             security_stamp: String::new(),
         };
-        Cached::Identity(Arc::new(Identity {
+        Arc::new(Identity {
             user: Arc::new(user),
             method: Method::Token,
             credential: Credential::Token { id: 1, expires_at: None },
-        }))
+        })
     }
 
     #[test]
@@ -151,8 +135,8 @@ mod tests {
     #[test]
     fn a_zero_ttl_disables_the_cache() {
         let cache = CredentialCache::new(Duration::ZERO);
-        cache.insert(Key::JwtUser(1), identity(1));
-        assert!(cache.get(&Key::JwtUser(1)).is_none());
+        cache.insert(Key::Jwt([1; 32]), identity(1));
+        assert!(cache.get(&Key::Jwt([1; 32])).is_none());
         assert!(cache.is_empty());
     }
 }

@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 
 use super::{
     Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
-    cache::{Cached, CredentialCache, Key},
+    cache::{CredentialCache, Key},
 };
 use crate::{
+    crypto,
     service::jwt::{self, Jwt, TokenError},
     state::AppState,
     store::user,
@@ -34,15 +35,8 @@ impl JwtAuthenticator {
         }
     }
 
-    /// The token's user, from the cache or the database (`None`: no such user).
     async fn user(&self, id: i64) -> Result<Option<Arc<user::Model>>, sea_orm::DbErr> {
-        if let Some(Cached::User(user)) = self.cache.get(&Key::JwtUser(id)) {
-            return Ok(Some(user));
-        }
-        let Some(user) = user::Entity::find_by_id(id).one(&self.db).await? else { return Ok(None) };
-        let user = Arc::new(user);
-        self.cache.insert(Key::JwtUser(id), Cached::User(Arc::clone(&user)));
-        Ok(Some(user))
+        Ok(user::Entity::find_by_id(id).one(&self.db).await?.map(Arc::new))
     }
 }
 
@@ -81,6 +75,14 @@ impl Authenticator for JwtAuthenticator {
             }));
         };
         let Ok(raw) = std::str::from_utf8(raw) else { return not_valid(jwt::msg::INVALID) };
+        // A token verified within cache.ttl is not verified again; expiry is still checked.
+        let digest = crypto::digest(raw);
+        if let Some(identity) = self.cache.get(&Key::Jwt(digest)) {
+            match identity.credential {
+                Credential::Jwt { exp, .. } if !self.jwt.expired(exp) => return Outcome::Authenticated(identity),
+                _ => return not_valid(jwt::msg::EXPIRED),
+            }
+        }
         let claims = match self.jwt.decode(raw, Some(jwt::ACCESS)) {
             Ok(claims) => claims,
             Err(TokenError::Token(message)) => return not_valid(message),
@@ -102,10 +104,12 @@ impl Authenticator for JwtAuthenticator {
         if !jwt::stamp_matches(claims.stamp.as_deref(), &user.security_stamp) {
             return refuse(json!({"detail": "The user's password has been changed.", "code": "password_changed"}));
         }
-        Outcome::Authenticated(Arc::new(Identity {
+        let identity = Arc::new(Identity {
             user,
             method: Method::Jwt,
-            credential: Credential::Jwt { jti: claims.jti },
-        }))
+            credential: Credential::Jwt { jti: claims.jti, exp: claims.exp },
+        });
+        self.cache.insert(Key::Jwt(digest), Arc::clone(&identity));
+        Outcome::Authenticated(identity)
     }
 }

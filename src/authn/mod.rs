@@ -78,7 +78,7 @@ impl Method {
 pub enum Credential {
     Session(session::SessionRef),
     Token { id: i64, expires_at: Option<chrono::DateTime<chrono::Utc>> },
-    Jwt { jti: String },
+    Jwt { jti: String, exp: i64 },
     Basic,
 }
 

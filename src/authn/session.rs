@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{
     Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
-    cache::{Cached, CredentialCache, Key},
+    cache::{CredentialCache, Key},
     csrf,
 };
 use crate::{crypto, service::sessions, state::AppState};
@@ -68,7 +68,7 @@ impl Authenticator for SessionAuthenticator {
         }
         let digest = crypto::digest(key);
         let identity = match self.cache.get(&Key::Session(digest)) {
-            Some(Cached::Identity(identity)) => identity,
+            Some(identity) => identity,
             _ => match self.load(&digest).await {
                 Ok(Some(identity)) => identity,
                 Ok(None) => return Outcome::Stale,
@@ -111,7 +111,7 @@ impl SessionAuthenticator {
             method: Method::Session,
             credential: Credential::Session(session),
         });
-        self.cache.insert(Key::Session(*digest), Cached::Identity(Arc::clone(&identity)));
+        self.cache.insert(Key::Session(*digest), Arc::clone(&identity));
         Ok(Some(identity))
     }
 }

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 
 use super::{
     Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
-    cache::{Cached, CredentialCache, Key},
+    cache::{CredentialCache, Key},
 };
 use crate::{crypto, service::tokens, state::AppState};
 
@@ -35,7 +35,7 @@ impl TokenAuthenticator {
             method: Method::Token,
             credential: Credential::Token { id: token.id, expires_at: token.expires_at },
         });
-        self.cache.insert(Key::Token(*digest), Cached::Identity(Arc::clone(&identity)));
+        self.cache.insert(Key::Token(*digest), Arc::clone(&identity));
         Ok(Some(identity))
     }
 }
@@ -72,7 +72,7 @@ impl Authenticator for TokenAuthenticator {
         }
         let digest = crypto::digest(key);
         let identity = match self.cache.get(&Key::Token(digest)) {
-            Some(Cached::Identity(identity)) => identity,
+            Some(identity) => identity,
             _ => match self.load(&digest).await {
                 Ok(Some(identity)) => identity,
                 Ok(None) => return failed(INVALID_TOKEN),

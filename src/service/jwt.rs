@@ -113,6 +113,11 @@ impl Jwt {
         Ok(Self { algorithm, encoding, decoding, validation, settings: settings.clone() })
     }
 
+    /// Whether a verified token's `exp` has passed since (jsonwebtoken's rule, with leeway).
+    pub fn expired(&self, exp: i64) -> bool {
+        exp < Utc::now().timestamp() - i64::try_from(self.settings.leeway).unwrap_or(0)
+    }
+
     pub fn rotates(&self) -> bool {
         self.settings.rotate_refresh_tokens
     }
