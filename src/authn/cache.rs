@@ -7,7 +7,10 @@
 //! Changes made elsewhere (the CLI, another instance) are seen within `ttl`.
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -33,11 +36,16 @@ const CAPACITY: usize = 50_000;
 pub struct CredentialCache {
     ttl: Duration,
     entries: RwLock<HashMap<Key, Entry>>,
+    inserts: AtomicUsize,
 }
+
+/// Expired entries are swept every this many inserts, so memory follows the credentials
+/// used within `ttl`, not every credential ever seen.
+const SWEEP_EVERY: usize = 1024;
 
 impl CredentialCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::new(HashMap::new()) }
+        Self { ttl, entries: RwLock::new(HashMap::new()), inserts: AtomicUsize::new(0) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -56,13 +64,15 @@ impl CredentialCache {
         if !self.enabled() {
             return;
         }
+        let sweep = self.inserts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1;
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= CAPACITY {
+        if sweep || entries.len() >= CAPACITY {
             let ttl = self.ttl;
             entries.retain(|_, e| e.stored.elapsed() < ttl);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }
+            entries.shrink_to_fit();
         }
         entries.insert(key, Entry { value, stored: Instant::now() });
     }
@@ -130,6 +140,19 @@ mod tests {
         assert!(cache.get(&Key::Token([2; 32])).is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(cache.get(&Key::Token([2; 32])).is_none());
+    }
+
+    #[test]
+    fn expired_entries_are_swept() {
+        let cache = CredentialCache::new(Duration::from_millis(20));
+        for i in 0..100u8 {
+            cache.insert(Key::Token([i; 32]), identity(1));
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        for i in 0..SWEEP_EVERY {
+            cache.insert(Key::Jwt([(i % 200) as u8; 32]), identity(2));
+        }
+        assert!(cache.len() <= 200, "{}", cache.len());
     }
 
     #[test]

@@ -19,7 +19,8 @@ use poem::http::StatusCode;
 use crate::{error::ApiError, state::AppState, store::user};
 
 /// What the transport layer collected from a request; authenticators see nothing else.
-#[derive(Debug, Default, Clone)]
+/// Its `Debug` shows which credentials are present, never their values.
+#[derive(Default, Clone)]
 pub struct Credentials {
     pub method: String,
     /// The raw `Authorization` header (bytes: DRF reports non-UTF-8 as invalid characters).
@@ -37,6 +38,20 @@ pub struct Credentials {
     pub csrf_form: Option<String>,
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("method", &self.method)
+            .field("authorization", &self.authorization.as_ref().map(|_| "[redacted]"))
+            .field("cookies", &self.cookies.keys().collect::<Vec<_>>())
+            .field("origin", &self.origin)
+            .field("host", &self.host)
+            .field("secure", &self.secure)
+            .field("client_ip", &self.client_ip)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Credentials {
@@ -200,4 +215,24 @@ pub struct ChainResult {
     pub identity: Option<Arc<Identity>>,
     /// Authenticators that saw a dead credential (its cookie should be cleared).
     pub stale: Vec<&'static str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Credentials;
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let creds = Credentials {
+            authorization: Some(b"Token 0123456789abcdef0123456789abcdef01234567".to_vec()),
+            cookies: [("sessionid".to_owned(), "s3cr3tsessionkey".to_owned())].into(),
+            csrf_header: Some("csrfsecretvalue".into()),
+            ..Credentials::default()
+        };
+        let shown = format!("{creds:?}");
+        for secret in ["0123456789abcdef", "s3cr3tsessionkey", "csrfsecretvalue"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("sessionid"));
+    }
 }
