@@ -6,7 +6,26 @@ use poem::{
     middleware::{CookieJarManager, NormalizePath, TrailingSlash},
 };
 
-use crate::{api, error::to_drf_response, state::AppState};
+use crate::{
+    api,
+    error::to_drf_response,
+    metrics::{Metrics, RequestLabels, RouteLabels},
+    state::AppState,
+};
+
+/// A bounded label: the standard methods, or "other".
+fn method_label(method: &poem::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// The application: the OpenAPI routes, `/openapi.json`, the Swagger UI at `/docs/`,
 /// trailing-slash normalisation, DRF-shaped errors for everything, one log line per request.
@@ -16,18 +35,21 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let docs = service.swagger_ui();
     let limit = state.settings.server.max_body_bytes;
     let shared = std::sync::Arc::new(state.clone());
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    let scrape = metrics_endpoint(&state, true);
     // Outermost first: log; write cookies (also on error answers); map every error to
     // DRF's JSON; normalise trailing slashes; authenticate (before routing, so auth beats 405).
     Route::new()
         .nest("/", service)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .at("/metrics", scrape)
         .around(move |next, req| crate::api::auth::authenticate(next, req, std::sync::Arc::clone(&shared)))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(state)
         .around(move |next, req| map_errors(next, req, limit))
         .with(CookieJarManager::new())
-        .around(log_requests)
+        .around(move |next, req| log_requests(next, req, std::sync::Arc::clone(&metrics)))
         .into_endpoint()
 }
 
@@ -44,12 +66,46 @@ async fn map_errors<E: Endpoint>(next: E, req: Request, limit: usize) -> poem::R
     })
 }
 
-async fn log_requests<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+/// `GET /metrics`. On the main listener (`behind_token`) only for `Authorization: Bearer
+/// <metrics.token>`, and not at all without a token; on `metrics.bind`, for anyone who can
+/// reach that address.
+pub fn metrics_endpoint(state: &AppState, behind_token: bool) -> impl Endpoint<Output = Response> + use<> {
+    let state = state.clone();
+    poem::endpoint::make(move |req: Request| {
+        let state = state.clone();
+        async move {
+            let token = state.settings.metrics.token.expose();
+            if behind_token {
+                let sent = req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default();
+                if token.is_empty() || !crate::crypto::constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+                    return Err(crate::error::ApiError::NotFound.into());
+                }
+            }
+            let body = state.metrics.render(&state.db, state.cache.len());
+            Ok::<_, poem::Error>(
+                Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body),
+            )
+        }
+    })
+}
+
+/// The separate metrics listener's application (`metrics.bind`).
+pub fn build_metrics_app(state: &AppState) -> impl Endpoint<Output = Response> + use<> {
+    Route::new().at("/metrics", metrics_endpoint(state, false))
+}
+
+async fn log_requests<E: Endpoint>(next: E, req: Request, metrics: std::sync::Arc<Metrics>) -> poem::Result<Response> {
     let started = Instant::now();
     let method = req.method().clone();
     // The path only: a query string may carry a secret.
     let path = req.uri().path().to_owned();
     let resp = next.call(req).await?.into_response();
+    if metrics.enabled {
+        let route = crate::api::policy::route_label(&path);
+        let labels = RequestLabels { route, method: method_label(&method), status: resp.status().as_u16() };
+        metrics.requests.get_or_create(&labels).inc();
+        metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    }
     tracing::info!(
         target: "portcullis::request",
         method = %method,

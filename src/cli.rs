@@ -85,6 +85,22 @@ pub enum Command {
     Revoke { username: String, permission: String },
     /// Put a user in a group (created if missing)
     Addtogroup { username: String, group: String },
+    /// Print security events from the audit trail, newest first
+    Audit {
+        /// Only this user's events (username)
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this event type (e.g. login_failed)
+        #[arg(long)]
+        event: Option<String>,
+        /// Only events at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z)
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Delete audit events older than audit.retention_days
+    Clearaudit,
 }
 
 impl Command {
@@ -117,17 +133,18 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), String> {
             print!("{}", crate::app::spec_json(&state));
             Ok(())
         }
-        Command::Createsuperuser { username, email, noinput } => {
+        command => {
             let state = AppState::new(open(&settings).await?, settings).await?;
-            createsuperuser(&state, username, email, noinput).await
-        }
-        Command::Changepassword { username } => {
-            let state = AppState::new(open(&settings).await?, settings).await?;
-            changepassword(&state, &username).await
-        }
-        other => {
-            let state = AppState::new(open(&settings).await?, settings).await?;
-            admin(&state, other).await.map_err(describe)
+            let result = match command {
+                Command::Createsuperuser { username, email, noinput } => {
+                    createsuperuser(&state, username, email, noinput).await
+                }
+                Command::Changepassword { username } => changepassword(&state, &username).await,
+                other => admin(&state, other).await.map_err(describe),
+            };
+            // The audit trail is written in the background: finish before exiting.
+            state.events.flush().await;
+            result
         }
     }
 }
@@ -213,6 +230,11 @@ async fn admin(state: &AppState, command: Command) -> Result<(), ServiceError> {
                 }
             );
         }
+        Command::Audit { user, event, since, limit } => print_audit(state, user, event, since, limit).await?,
+        Command::Clearaudit => {
+            let days = state.settings.audit.retention_days;
+            println!("Deleted {} audit events older than {days} days.", crate::audit::purge(db, days).await?);
+        }
         Command::Serve { .. }
         | Command::Migrate
         | Command::Openapi
@@ -254,6 +276,39 @@ async fn createsuperuser(
     let user = accounts::register(&state.db, &state.passwords, new, FieldErrors::default()).await.map_err(describe)?;
     emit(state, EventKind::UserCreated, &user, None);
     println!("Superuser created successfully.");
+    Ok(())
+}
+
+async fn print_audit(
+    state: &AppState,
+    user: Option<String>,
+    event: Option<String>,
+    since: Option<String>,
+    limit: u64,
+) -> Result<(), ServiceError> {
+    let since = match since {
+        Some(s) => Some(
+            chrono::DateTime::parse_from_rfc3339(&s)
+                .map_err(|_| ServiceError::NotFound(format!("--since {s:?} is not an RFC 3339 time")))?
+                .with_timezone(&chrono::Utc),
+        ),
+        None => None,
+    };
+    let filter = crate::service::audit_log::Filter { username: user, event, since, ..Default::default() };
+    let (rows, count) = crate::service::audit_log::page(&state.db, &filter, 0, limit.clamp(1, 10_000)).await?;
+    for e in &rows {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!(
+            "{}  {:<24} user={} ip={} credential={} {}",
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            e.event,
+            show(&e.username),
+            show(&e.ip),
+            show(&e.credential),
+            e.detail
+        );
+    }
+    println!("({} of {count} events)", rows.len());
     Ok(())
 }
 

@@ -29,7 +29,24 @@ pub struct Settings {
     pub jwt: Jwt,
     pub cache: Cache,
     pub throttle: Throttle,
+    pub metrics: Metrics,
+    pub audit: Audit,
     pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub enabled: bool,
+    pub bind: String,
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    pub retention_days: u32,
+    pub queue_capacity: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,6 +229,12 @@ impl Settings {
         }
         if self.server.max_body_bytes == 0 {
             return bad("server.max_body_bytes", "must be above 0".into());
+        }
+        if !self.metrics.bind.is_empty() && self.metrics.bind.parse::<SocketAddr>().is_err() {
+            return bad("metrics.bind", format!("{:?} is not an IP:port address", self.metrics.bind));
+        }
+        if self.audit.queue_capacity == 0 {
+            return bad("audit.queue_capacity", "must be above 0".into());
         }
         if self.database.max_connections == 0 || self.database.min_connections > self.database.max_connections {
             return bad("database.max_connections", "must be above 0 and at least database.min_connections".into());

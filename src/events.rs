@@ -1,8 +1,17 @@
-//! Security events: the one place they are emitted. Today they go to the log under the
-//! `portcullis::audit` target; the audit trail and metrics subscribe here.
+//! Security events: the one place they are emitted. Each one is counted in the metrics,
+//! written to the audit trail (off the request path), logged under `portcullis::audit`, and
+//! — when it can end a credential — drops the user's entries from the credential cache, so
+//! a revocation made through this process applies on its very next request.
 use std::{net::IpAddr, sync::Arc};
 
-use crate::authn::cache::CredentialCache;
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::{
+    audit::{AuditSink, Record},
+    authn::cache::CredentialCache,
+    metrics::{EventLabels, Metrics, OutcomeLabels, ScopeLabels},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -20,6 +29,11 @@ pub enum EventKind {
     TokenCreated,
     TokenRevoked,
     JwtIssued,
+    JwtRotated,
+    /// A rotated-away refresh token was presented again: its family was revoked.
+    RefreshReuseDetected,
+    /// A throttle refused the request; `detail.scope` says which.
+    Throttled,
 }
 
 impl EventKind {
@@ -28,7 +42,13 @@ impl EventKind {
     pub fn may_revoke(self) -> bool {
         !matches!(
             self,
-            Self::UserCreated | Self::LoginFailed | Self::TokenCreated | Self::JwtIssued | Self::UserActivated
+            Self::UserCreated
+                | Self::LoginFailed
+                | Self::TokenCreated
+                | Self::JwtIssued
+                | Self::JwtRotated
+                | Self::UserActivated
+                | Self::Throttled
         )
     }
 
@@ -48,8 +68,31 @@ impl EventKind {
             Self::TokenCreated => "token_created",
             Self::TokenRevoked => "token_revoked",
             Self::JwtIssued => "jwt_issued",
+            Self::JwtRotated => "jwt_rotated",
+            Self::RefreshReuseDetected => "refresh_reuse_detected",
+            Self::Throttled => "throttled",
         }
     }
+
+    pub const ALL: [EventKind; 17] = [
+        Self::UserCreated,
+        Self::LoginSucceeded,
+        Self::LoginFailed,
+        Self::LoggedOut,
+        Self::LoggedOutEverywhere,
+        Self::SessionRevoked,
+        Self::PasswordChanged,
+        Self::UserActivated,
+        Self::UserDeactivated,
+        Self::PermissionGranted,
+        Self::PermissionRevoked,
+        Self::TokenCreated,
+        Self::TokenRevoked,
+        Self::JwtIssued,
+        Self::JwtRotated,
+        Self::RefreshReuseDetected,
+        Self::Throttled,
+    ];
 }
 
 /// Who and where. Never a secret: `credential` is a public id.
@@ -62,18 +105,20 @@ pub struct EventContext {
     pub credential: Option<String>,
     /// Where the change came from when not over HTTP ("cli").
     pub via: Option<&'static str>,
+    /// Anything else worth keeping (a JSON object).
+    pub detail: Option<Value>,
 }
 
-/// Where security events go: the log today; the credential cache, so that a revocation
-/// made through this process takes effect on its very next request.
 #[derive(Clone)]
 pub struct Events {
     cache: Arc<CredentialCache>,
+    metrics: Arc<Metrics>,
+    audit: AuditSink,
 }
 
 impl Events {
-    pub fn new(cache: Arc<CredentialCache>) -> Self {
-        Self { cache }
+    pub fn new(cache: Arc<CredentialCache>, metrics: Arc<Metrics>, audit: AuditSink) -> Self {
+        Self { cache, metrics, audit }
     }
 
     pub fn emit(&self, kind: EventKind, ctx: EventContext) {
@@ -82,15 +127,63 @@ impl Events {
         {
             self.cache.invalidate_user(user_id);
         }
+        self.count(kind, &ctx);
         tracing::info!(
             target: "portcullis::audit",
             event = kind.as_str(),
             user_id = ctx.user_id,
             username = ctx.username.as_deref(),
             ip = ctx.ip.map(|ip| ip.to_string()),
-            user_agent = ctx.user_agent.as_deref(),
             credential = ctx.credential.as_deref(),
             via = ctx.via,
         );
+        let mut detail = ctx.detail.unwrap_or_else(|| json!({}));
+        if let (Some(via), Some(map)) = (ctx.via, detail.as_object_mut()) {
+            map.insert("via".into(), json!(via));
+        }
+        self.audit.record(Record {
+            at: Utc::now(),
+            event: kind.as_str(),
+            user_id: ctx.user_id,
+            username: ctx.username,
+            ip: ctx.ip.map(|ip| ip.to_string()),
+            user_agent: ctx.user_agent,
+            credential: ctx.credential,
+            detail,
+        });
+    }
+
+    fn count(&self, kind: EventKind, ctx: &EventContext) {
+        let m = &self.metrics;
+        m.security_events.get_or_create(&EventLabels { event: kind.as_str() }).inc();
+        match kind {
+            EventKind::LoginSucceeded => {
+                m.logins.get_or_create(&OutcomeLabels { outcome: "success" }).inc();
+            }
+            EventKind::LoginFailed => {
+                m.logins.get_or_create(&OutcomeLabels { outcome: "failure" }).inc();
+            }
+            EventKind::JwtRotated => {
+                m.refresh_rotations.inc();
+            }
+            EventKind::RefreshReuseDetected => {
+                m.reuse_detections.inc();
+            }
+            EventKind::Throttled => {
+                let scope = match ctx.detail.as_ref().and_then(|d| d["scope"].as_str()) {
+                    Some("login") => "login",
+                    Some("anon") => "anon",
+                    Some("user") => "user",
+                    _ => "other",
+                };
+                m.throttled.get_or_create(&ScopeLabels { scope }).inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Waits until the events emitted so far are in the audit trail (CLI exit, tests).
+    pub async fn flush(&self) {
+        self.audit.flush().await;
     }
 }

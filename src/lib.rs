@@ -4,12 +4,14 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod authn;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod net;
 pub mod password;
 pub mod permissions;

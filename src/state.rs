@@ -11,9 +11,11 @@ use std::{
 use sea_orm::DatabaseConnection;
 
 use crate::{
+    audit::AuditSink,
     authn::{Chain, cache::CredentialCache},
     config::Settings,
     events::Events,
+    metrics::Metrics,
     net::TrustedProxies,
     password::Passwords,
     permissions::Permission,
@@ -35,6 +37,7 @@ pub struct AppState {
     pub default_permission: Permission,
     pub jwt: Arc<crate::service::jwt::Jwt>,
     pub cache: Arc<CredentialCache>,
+    pub metrics: Arc<Metrics>,
     /// `auth.chain`, and the per-endpoint chains, built once.
     pub chains: Arc<HashMap<Vec<String>, Chain>>,
 }
@@ -42,10 +45,13 @@ pub struct AppState {
 impl AppState {
     pub async fn new(db: DatabaseConnection, settings: Settings) -> Result<Self, String> {
         let rate = |s: &str| Rate::parse(s);
-        let cache = Arc::new(CredentialCache::new(std::time::Duration::from_secs(settings.cache.ttl)));
+        let metrics = Arc::new(Metrics::new(settings.metrics.enabled));
+        let cache =
+            Arc::new(CredentialCache::new(std::time::Duration::from_secs(settings.cache.ttl), Arc::clone(&metrics)));
+        let audit = AuditSink::spawn(db.clone(), Arc::clone(&metrics), settings.audit.queue_capacity);
         let t = &settings.throttle;
         let mut state = Self {
-            passwords: Passwords::new(&settings.password)?,
+            passwords: Passwords::new(&settings.password, Arc::clone(&metrics))?,
             proxies: TrustedProxies::new(&settings.server.trusted_proxies),
             login_throttle: Arc::new(LoginThrottle::new(rate(&t.login)?, rate(&t.login_ip)?)),
             anon_throttle: Arc::new(Window::new(rate(&t.anon)?)),
@@ -55,7 +61,8 @@ impl AppState {
             chains: Arc::new(HashMap::new()),
             jwt: Arc::new(crate::service::jwt::Jwt::load(&settings.jwt, &db).await?),
             cache: Arc::clone(&cache),
-            events: Events::new(cache),
+            events: Events::new(cache, Arc::clone(&metrics), audit),
+            metrics,
             settings: Arc::new(settings),
             health: Health::default(),
             db,

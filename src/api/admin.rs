@@ -4,7 +4,7 @@ use poem::web::Data;
 use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
 
-use super::{ApiTags, auth::Caller};
+use super::{ApiTags, auth::Caller, pagination::PageRequest};
 use crate::{error::ApiError, state::AppState, store::user};
 
 pub struct AdminApi {
@@ -35,8 +35,6 @@ pub struct UserPage {
     pub results: Vec<UserRow>,
 }
 
-const MAX_PAGE_SIZE: u64 = 1000;
-
 #[OpenApi(tag = "ApiTags::Admin")]
 impl AdminApi {
     /// List users (staff)
@@ -50,24 +48,16 @@ impl AdminApi {
         page: Query<Option<u64>>,
         page_size: Query<Option<u64>>,
     ) -> Result<Json<UserPage>, ApiError> {
-        let size = page_size.0.unwrap_or(100).clamp(1, MAX_PAGE_SIZE);
-        let page = page.0.unwrap_or(1);
-        let pages = user::Entity::find().order_by_asc(user::Column::Id).paginate(&self.state.db, size);
+        let request = PageRequest::new(page.0, page_size.0);
+        let pages = user::Entity::find().order_by_asc(user::Column::Id).paginate(&self.state.db, request.size);
         let count = pages.num_items().await?;
-        let last = count.div_ceil(size).max(1);
-        if page == 0 || page > last {
-            return Err(ApiError::Body {
-                status: poem::http::StatusCode::NOT_FOUND,
-                body: serde_json::json!({"detail": "Invalid page."}),
-                challenge: None,
-            });
-        }
-        let rows = pages.fetch_page(page - 1).await?;
-        let link = |p: u64| format!("/users/?page={p}&page_size={size}");
+        request.check(count)?;
+        let rows = pages.fetch_page(request.page - 1).await?;
+        let (next, previous) = request.links("/users/", count, "");
         Ok(Json(UserPage {
             count,
-            next: (page < last).then(|| link(page + 1)),
-            previous: (page > 1).then(|| link(page - 1)),
+            next,
+            previous,
             results: rows
                 .into_iter()
                 .map(|u| UserRow {

@@ -12,6 +12,7 @@ use crate::{
     config::Settings,
     crypto,
     error::{ApiError, NOT_AUTHENTICATED, PERMISSION_DENIED},
+    events::{EventContext, EventKind},
     service::sessions,
     state::AppState,
 };
@@ -29,6 +30,20 @@ impl Caller {
         self.identity
             .as_deref()
             .ok_or_else(|| ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: None })
+    }
+
+    /// Records a throttled attempt in the audit trail and answers DRF's 429.
+    pub fn throttled(&self, state: &AppState, scope: &'static str, username: Option<&str>, wait: u64) -> ApiError {
+        let ctx = EventContext {
+            user_id: self.identity.as_ref().map(|i| i.user.id),
+            username: username.map(str::to_owned).or_else(|| self.identity.as_ref().map(|i| i.user.username.clone())),
+            ip: self.creds.client_ip,
+            user_agent: self.creds.user_agent.clone(),
+            detail: Some(serde_json::json!({"scope": scope, "retry_after": wait})),
+            ..EventContext::default()
+        };
+        state.events.emit(EventKind::Throttled, ctx);
+        ApiError::Throttled { wait }
     }
 
     /// Login CSRF: DRF never checks anonymous POSTs, so a foreign page could sign a victim
@@ -52,7 +67,15 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request, state: Arc<App
     };
     let creds = Arc::new(collect(&mut req, &state).await?);
     let chain = state.chain(policy.chain).ok_or_else(|| ApiError::Internal("chain not built".into()))?;
-    let found = chain.authenticate(&creds).await?;
+    let found = match chain.authenticate(&creds).await {
+        Ok(found) => found,
+        // Basic checks passwords, so it shares the login throttle.
+        Err(ApiError::Throttled { wait }) => {
+            let caller = Caller { identity: None, creds };
+            return Err(caller.throttled(&state, "login", None, wait).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let jar = req.cookie().clone();
     if found.stale.contains(&"session") {
         jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
@@ -72,10 +95,11 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request, state: Arc<App
         }
         _ => Ok(()),
     };
-    if let Err(wait) = throttled {
-        return Err(ApiError::Throttled { wait }.into());
-    }
     let caller = Caller { identity: found.identity, creds };
+    if let Err(wait) = throttled {
+        let scope = if caller.identity.is_some() { "user" } else { "anon" };
+        return Err(caller.throttled(&state, scope, None, wait).into());
+    }
     req.extensions_mut().insert(caller.clone());
     let resp = next.call(req).await?.into_response();
     if resp.status().is_success()

@@ -1,12 +1,14 @@
 //! HTTP handlers: thin, they parse, call a service, and map the result.
 pub mod account;
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod cookies;
 pub mod examples;
 pub mod fields;
 pub mod health;
+pub mod pagination;
 pub mod policy;
 pub mod session;
 pub mod tokens;
@@ -43,6 +45,7 @@ pub type Apis = (
     tokens::TokenApi,
     examples::ExamplesApi,
     admin::AdminApi,
+    audit::AuditApi,
     health::HealthApi,
 );
 
@@ -58,6 +61,7 @@ pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
         tokens::TokenApi { state: state.clone() },
         examples::ExamplesApi { state: state.clone() },
         admin::AdminApi { state: state.clone() },
+        audit::AuditApi { state: state.clone() },
         health::HealthApi { state: state.clone() },
     );
     OpenApiService::new(apis, "portcullis", env!("CARGO_PKG_VERSION")).description(DESCRIPTION)

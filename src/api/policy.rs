@@ -47,6 +47,8 @@ const ROUTES: &[(&str, Policy)] = &[
     ("/api/token/blacklist", NO_AUTHENTICATION),
     ("/publish", view(Some(Permission::HasPerm("articles.can_publish")))),
     ("/users", view(Some(Permission::IsAdminUser))),
+    ("/audit", view(Some(Permission::IsAdminUser))),
+    ("/audit/me", SIGNED_IN),
     ("/cookie/set", ANYONE),
     ("/cookie/get", ANYONE),
     ("/cookie/delete", ANYONE),
@@ -54,8 +56,24 @@ const ROUTES: &[(&str, Policy)] = &[
 
 /// The policy of the view at `path`, if it is one.
 pub fn policy_for(path: &str) -> Option<Policy> {
+    route(path).map(|(_, policy)| *policy)
+}
+
+fn route(path: &str) -> Option<&'static (&'static str, Policy)> {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    ROUTES.iter().find(|(pattern, _)| matches(pattern, path)).map(|(_, policy)| *policy)
+    ROUTES.iter().find(|(pattern, _)| matches(pattern, path))
+}
+
+/// A bounded label for metrics: the route's pattern, or "unmatched".
+pub fn route_label(path: &str) -> &'static str {
+    if let Some((pattern, _)) = route(path) {
+        return pattern;
+    }
+    let path = path.strip_suffix('/').unwrap_or(path);
+    ["/healthz", "/openapi.json", "/docs", "/metrics", "/docs/oauth-receiver.html"]
+        .into_iter()
+        .find(|p| *p == path)
+        .unwrap_or("unmatched")
 }
 
 fn matches(pattern: &str, path: &str) -> bool {
@@ -89,5 +107,8 @@ mod tests {
         assert!(policy_for("/healthz").is_none());
         assert!(policy_for("/").is_none());
         assert_eq!(policy_for("/profile").and_then(|p| p.chain), Some(&["token"][..]));
+        assert_eq!(route_label("/sessions/abc/"), "/sessions/{}");
+        assert_eq!(route_label("/docs/"), "/docs");
+        assert_eq!(route_label("/nope/x"), "unmatched");
     }
 }

@@ -144,7 +144,7 @@ impl SessionApi {
         .await?
         {
             Ok(user) => user,
-            Err(Refusal::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
+            Err(Refusal::Throttled(wait)) => return Err(caller.throttled(state, "login", Some(&username), wait)),
             Err(Refusal::Invalid) => {
                 let ctx = EventContext { username: Some(username.clone()), ..Self::ctx(&caller, None) };
                 state.events.emit(EventKind::LoginFailed, ctx);
@@ -345,7 +345,7 @@ impl SessionApi {
             .await?
         {
             Ok(_) => {}
-            Err(Refusal::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
+            Err(Refusal::Throttled(wait)) => return Err(caller.throttled(state, "login", Some(username), wait)),
             Err(Refusal::Invalid) => {
                 return Err(ApiError::Validation(crate::service::FieldErrors::single(
                     "old_password",

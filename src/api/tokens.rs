@@ -97,6 +97,9 @@ pub fn jwt_error(err: JwtError) -> ApiError {
     let body = match err {
         JwtError::Db(e) => return e.into(),
         JwtError::Refused(TokenError::Token(message)) => json!({"detail": message, "code": "token_not_valid"}),
+        JwtError::Refused(TokenError::Reused { .. }) => {
+            json!({"detail": crate::service::jwt::msg::BLACKLISTED, "code": "token_not_valid"})
+        }
         JwtError::Refused(TokenError::NoActiveAccount) => {
             json!({"detail": "No active account found for the given token."})
         }
@@ -115,6 +118,7 @@ fn ctx(caller: &Caller, user: Option<&crate::store::user::Model>, credential: Op
         user_agent: caller.creds.user_agent.clone(),
         credential,
         via: None,
+        detail: None,
     }
 }
 
@@ -142,7 +146,7 @@ impl TokenApi {
         .await?
         {
             Ok(user) => Ok(user),
-            Err(Refusal::Throttled(wait)) => Err(ApiError::Throttled { wait }),
+            Err(Refusal::Throttled(wait)) => Err(caller.throttled(s, "login", Some(&username), wait)),
             Err(Refusal::Invalid) => {
                 s.events
                     .emit(EventKind::LoginFailed, EventContext { username: Some(username), ..ctx(caller, None, None) });
@@ -229,10 +233,28 @@ impl TokenApi {
     /// With `jwt.rotate_refresh_tokens`, also a new refresh token; the old one is spent, and
     /// presenting a spent one again revokes every token descended from the same login.
     #[oai(path = "/api/token/refresh/", method = "post", operation_id = "jwt_refresh", tag = "ApiTags::Jwt")]
-    async fn jwt_refresh(&self, body: DrfBody<RefreshRequest>) -> Result<Json<RefreshBody>, ApiError> {
+    async fn jwt_refresh(
+        &self,
+        caller: Data<&Caller>,
+        body: DrfBody<RefreshRequest>,
+    ) -> Result<Json<RefreshBody>, ApiError> {
         let token = required(&body.data, "refresh")?;
-        let (access, refresh) = self.state.jwt.refresh(&self.state.db, &token).await.map_err(jwt_error)?;
-        Ok(Json(RefreshBody { access, refresh }))
+        let events = &self.state.events;
+        match self.state.jwt.refresh(&self.state.db, &token).await {
+            Ok(done) => {
+                if let Some(jti) = done.rotated_to {
+                    events.emit(EventKind::JwtRotated, ctx(&caller, Some(&done.user), Some(jti)));
+                }
+                Ok(Json(RefreshBody { access: done.access, refresh: done.refresh }))
+            }
+            Err(JwtError::Refused(TokenError::Reused { user_id, family, revoked })) => {
+                let detail = json!({"family": family, "revoked": revoked});
+                let context = EventContext { user_id: Some(user_id), detail: Some(detail), ..ctx(&caller, None, None) };
+                events.emit(EventKind::RefreshReuseDetected, context);
+                Err(jwt_error(JwtError::Refused(TokenError::Reused { user_id, family, revoked })))
+            }
+            Err(e) => Err(jwt_error(e)),
+        }
     }
 
     /// Verify a JWT (simplejwt's `TokenVerifyView`)

@@ -15,6 +15,7 @@ use std::{
 };
 
 use super::Identity;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Key {
@@ -35,6 +36,7 @@ const CAPACITY: usize = 50_000;
 
 pub struct CredentialCache {
     ttl: Duration,
+    metrics: Arc<Metrics>,
     entries: RwLock<HashMap<Key, Entry>>,
     inserts: AtomicUsize,
 }
@@ -44,8 +46,8 @@ pub struct CredentialCache {
 const SWEEP_EVERY: usize = 1024;
 
 impl CredentialCache {
-    pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::new(HashMap::new()), inserts: AtomicUsize::new(0) }
+    pub fn new(ttl: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { ttl, metrics, entries: RwLock::new(HashMap::new()), inserts: AtomicUsize::new(0) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -57,7 +59,13 @@ impl CredentialCache {
             return None;
         }
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|e| e.stored.elapsed() < self.ttl).map(|e| e.value.clone())
+        let found = entries.get(key).filter(|e| e.stored.elapsed() < self.ttl).map(|e| Arc::clone(&e.value));
+        if found.is_some() {
+            self.metrics.cache_hits.inc()
+        } else {
+            self.metrics.cache_misses.inc()
+        };
+        found
     }
 
     pub fn insert(&self, key: Key, value: Arc<Identity>) {
@@ -131,7 +139,7 @@ mod tests {
 
     #[test]
     fn entries_expire_and_are_dropped_per_user() {
-        let cache = CredentialCache::new(Duration::from_millis(50));
+        let cache = CredentialCache::new(Duration::from_millis(50), Arc::new(Metrics::new(true)));
         cache.insert(Key::Token([1; 32]), identity(1));
         cache.insert(Key::Token([2; 32]), identity(2));
         assert!(cache.get(&Key::Token([1; 32])).is_some());
@@ -144,7 +152,7 @@ mod tests {
 
     #[test]
     fn expired_entries_are_swept() {
-        let cache = CredentialCache::new(Duration::from_millis(20));
+        let cache = CredentialCache::new(Duration::from_millis(20), Arc::new(Metrics::new(true)));
         for i in 0..100u8 {
             cache.insert(Key::Token([i; 32]), identity(1));
         }
@@ -157,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_zero_ttl_disables_the_cache() {
-        let cache = CredentialCache::new(Duration::ZERO);
+        let cache = CredentialCache::new(Duration::ZERO, Arc::new(Metrics::new(true)));
         cache.insert(Key::Jwt([1; 32]), identity(1));
         assert!(cache.get(&Key::Jwt([1; 32])).is_none());
         assert!(cache.is_empty());

@@ -16,7 +16,12 @@ use std::{collections::HashMap, net::IpAddr, sync::Arc};
 use async_trait::async_trait;
 use poem::http::StatusCode;
 
-use crate::{error::ApiError, state::AppState, store::user};
+use crate::{
+    error::ApiError,
+    metrics::{AuthLabels, Metrics},
+    state::AppState,
+    store::user,
+};
 
 /// What the transport layer collected from a request; authenticators see nothing else.
 /// Its `Debug` shows which credentials are present, never their values.
@@ -160,7 +165,7 @@ pub fn build(name: &str, state: &AppState) -> Option<Arc<dyn Authenticator>> {
 
 /// An ordered list of authenticators.
 #[derive(Clone)]
-pub struct Chain(Vec<Arc<dyn Authenticator>>);
+pub struct Chain(Vec<Arc<dyn Authenticator>>, Arc<Metrics>);
 
 impl Chain {
     pub fn from_names<S: AsRef<str>>(names: &[S], state: &AppState) -> Result<Self, String> {
@@ -168,7 +173,7 @@ impl Chain {
             .iter()
             .map(|n| build(n.as_ref(), state).ok_or_else(|| format!("unknown authenticator {:?}", n.as_ref())))
             .collect::<Result<Vec<_>, _>>()
-            .map(Self)
+            .map(|list| Self(list, Arc::clone(&state.metrics)))
     }
 
     /// The first authenticator's challenge decides 401 vs 403 (DRF `get_authenticate_header`).
@@ -180,7 +185,9 @@ impl Chain {
     pub async fn authenticate(&self, creds: &Credentials) -> Result<ChainResult, ApiError> {
         let mut result = ChainResult::default();
         for authenticator in &self.0 {
-            match authenticator.authenticate(creds).await {
+            let outcome = authenticator.authenticate(creds).await;
+            self.count(authenticator.name(), &outcome);
+            match outcome {
                 Outcome::NotMine => continue,
                 Outcome::Stale => {
                     result.stale.push(authenticator.name());
@@ -206,6 +213,31 @@ impl Chain {
             }
         }
         Ok(result)
+    }
+}
+
+impl Chain {
+    fn count(&self, authenticator: &'static str, outcome: &Outcome) {
+        let (outcome, reason) = match outcome {
+            Outcome::NotMine => ("not_mine", String::new()),
+            Outcome::Stale => ("stale", String::new()),
+            Outcome::Authenticated(_) => ("success", String::new()),
+            Outcome::Failed(f) => ("failure", f.reason()),
+        };
+        self.1.authentications.get_or_create(&AuthLabels { authenticator, outcome, reason }).inc();
+    }
+}
+
+impl Failure {
+    /// A short, bounded label for metrics: DRF's detail, simplejwt's code, or the kind.
+    fn reason(&self) -> String {
+        match self {
+            Self::Credentials(detail) => detail.clone(),
+            Self::Detailed(body) => body["code"].as_str().unwrap_or("invalid").to_owned(),
+            Self::Csrf(_) => "csrf".into(),
+            Self::Throttled(_) => "throttled".into(),
+            Self::Unavailable(_) => "unavailable".into(),
+        }
     }
 }
 

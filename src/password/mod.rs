@@ -12,7 +12,7 @@ use std::sync::Arc;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
 use tokio::sync::Semaphore;
 
-use crate::config;
+use crate::{config, metrics::Metrics};
 
 /// Django's marker for a user who cannot log in with a password (`set_unusable_password`).
 pub const UNUSABLE_PREFIX: char = '!';
@@ -109,6 +109,7 @@ pub struct Passwords {
 }
 
 struct Inner {
+    metrics: Arc<Metrics>,
     preferred: Argon2id,
     others: Vec<Box<dyn Hasher>>,
     permits: Semaphore,
@@ -119,7 +120,7 @@ struct Inner {
 
 impl Passwords {
     /// `workers`: how many hashes may run at once (0 = the number of cores).
-    pub fn new(settings: &config::Password) -> Result<Self, String> {
+    pub fn new(settings: &config::Password, metrics: Arc<Metrics>) -> Result<Self, String> {
         let params = Argon2Params::from_settings(settings)?;
         let preferred = Argon2id { argon2: params.argon2()?, params };
         let dummy = preferred.hash(random_password().as_bytes())?;
@@ -127,7 +128,8 @@ impl Passwords {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             n => n,
         };
-        Ok(Self { inner: Arc::new(Inner { preferred, others: Vec::new(), permits: Semaphore::new(workers), dummy }) })
+        let permits = Semaphore::new(workers);
+        Ok(Self { inner: Arc::new(Inner { metrics, preferred, others: Vec::new(), permits, dummy }) })
     }
 
     /// Hashes `password` with the preferred hasher.
@@ -147,7 +149,13 @@ impl Passwords {
     }
 
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Inner) -> T + Send + 'static) -> Result<T, HashError> {
-        let _permit = self.inner.permits.acquire().await.map_err(|_| HashError::PoolClosed)?;
+        let metrics = &self.inner.metrics;
+        let queued = std::time::Instant::now();
+        metrics.hash_queue.inc();
+        let permit = self.inner.permits.acquire().await;
+        metrics.hash_queue.dec();
+        metrics.hash_wait.observe(queued.elapsed().as_secs_f64());
+        let _permit = permit.map_err(|_| HashError::PoolClosed)?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|_| HashError::PoolClosed)
     }
@@ -193,13 +201,17 @@ pub fn unusable_password() -> String {
 mod tests {
     use super::*;
 
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new(true))
+    }
+
     fn settings(m: u32) -> config::Password {
         config::Password { argon2_memory_kib: m, argon2_iterations: 2, argon2_parallelism: 1, hash_workers: 1 }
     }
 
     #[tokio::test]
     async fn hashes_are_argon2id_phc_and_verify() {
-        let pw = Passwords::new(&settings(19456)).unwrap();
+        let pw = Passwords::new(&settings(19456), metrics()).unwrap();
         let hash = pw.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
         assert_eq!(
@@ -211,7 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_unusable_and_unknown_hashes_never_match() {
-        let pw = Passwords::new(&settings(8192)).unwrap();
+        let pw = Passwords::new(&settings(8192), metrics()).unwrap();
         for encoded in [None, Some(unusable_password()), Some("md5$x$y".to_owned()), Some(String::new())] {
             assert_eq!(pw.verify(String::new(), encoded).await.unwrap(), Verdict::Mismatch);
         }
@@ -219,9 +231,9 @@ mod tests {
 
     #[tokio::test]
     async fn raising_parameters_makes_old_hashes_need_upgrade() {
-        let old = Passwords::new(&settings(8192)).unwrap();
+        let old = Passwords::new(&settings(8192), metrics()).unwrap();
         let hash = old.hash("pw".into()).await.unwrap();
-        let new = Passwords::new(&settings(16384)).unwrap();
+        let new = Passwords::new(&settings(16384), metrics()).unwrap();
         assert_eq!(new.verify("pw".into(), Some(hash.clone())).await.unwrap(), Verdict::Match { upgrade: true });
         assert!(!old.must_update(&hash));
     }

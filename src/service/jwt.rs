@@ -52,6 +52,22 @@ pub enum TokenError {
     NoActiveAccount,
     /// The user's password (or security stamp) changed since the token was issued.
     PasswordChanged,
+    /// A rotated-away refresh token was presented again; its whole family is now blacklisted.
+    Reused {
+        user_id: i64,
+        family: String,
+        revoked: usize,
+    },
+}
+
+/// What a refresh produced.
+pub struct Refreshed {
+    pub access: String,
+    /// With rotation: the new refresh token.
+    pub refresh: Option<String>,
+    pub user: user::Model,
+    /// With rotation: the `jti` of the new refresh token.
+    pub rotated_to: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,11 +282,11 @@ impl Jwt {
     /// token. The rotation is a compare-and-swap on the old token's row: the loser of a
     /// race, and anyone replaying a rotated-away token, finds it taken, and the whole
     /// family is blacklisted (theft detection).
-    pub async fn refresh(&self, db: &impl ConnectionTrait, token: &str) -> Result<(String, Option<String>), JwtError> {
+    pub async fn refresh(&self, db: &impl ConnectionTrait, token: &str) -> Result<Refreshed, JwtError> {
         let (_, user, row) = self.check_refresh(db, token).await?;
         let access = self.access_for(&user)?;
         if !self.rotates() {
-            return Ok((access, None));
+            return Ok(Refreshed { access, refresh: None, user, rotated_to: None });
         }
         let won = outstanding::Entity::update_many()
             .col_expr(outstanding::Column::RotatedAt, Expr::value(Utc::now()))
@@ -281,14 +297,14 @@ impl Jwt {
             .rows_affected
             == 1;
         if !won {
-            revoke_family(db, &row.family_id).await?;
-            return Err(TokenError::Token(msg::BLACKLISTED).into());
+            let revoked = revoke_family(db, &row.family_id).await?;
+            return Err(TokenError::Reused { user_id: user.id, family: row.family_id, revoked }.into());
         }
         if self.settings.blacklist_after_rotation {
             blacklist_rows(db, &[row.id]).await?;
         }
-        let (refresh, _) = self.new_refresh(db, &user, &row.family_id).await?;
-        Ok((access, Some(refresh)))
+        let (refresh, jti) = self.new_refresh(db, &user, &row.family_id).await?;
+        Ok(Refreshed { access, refresh: Some(refresh), user, rotated_to: Some(jti) })
     }
 
     /// `POST /api/token/verify/`: any valid token; a blacklisted or rotated-away refresh
@@ -338,7 +354,8 @@ pub async fn blacklist_user(db: &impl ConnectionTrait, user_id: i64) -> Result<(
     blacklist_rows(db, &ids).await
 }
 
-async fn revoke_family(db: &impl ConnectionTrait, family: &str) -> Result<(), DbErr> {
+/// Blacklists every token of a family; returns how many it has.
+async fn revoke_family(db: &impl ConnectionTrait, family: &str) -> Result<usize, DbErr> {
     let ids: Vec<i64> = outstanding::Entity::find()
         .filter(outstanding::Column::FamilyId.eq(family))
         .all(db)
@@ -346,8 +363,8 @@ async fn revoke_family(db: &impl ConnectionTrait, family: &str) -> Result<(), Db
         .into_iter()
         .map(|r| r.id)
         .collect();
-    tracing::warn!(target: "portcullis::audit", event = "refresh_reuse_detected", family, revoked = ids.len());
-    blacklist_rows(db, &ids).await
+    blacklist_rows(db, &ids).await?;
+    Ok(ids.len())
 }
 
 async fn blacklist_rows(db: &impl ConnectionTrait, ids: &[i64]) -> Result<(), DbErr> {

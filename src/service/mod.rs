@@ -1,5 +1,6 @@
 //! Framework-free logic: takes the database, returns domain results and errors.
 pub mod accounts;
+pub mod audit_log;
 pub mod jwt;
 pub mod permissions;
 pub mod sessions;

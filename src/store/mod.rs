@@ -1,4 +1,5 @@
 //! The database: connecting, migrating, and the sea-orm entities.
+pub mod audit;
 pub mod jwt;
 pub mod perm;
 pub mod session;

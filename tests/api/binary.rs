@@ -20,6 +20,8 @@ fn portcullis(dir: &Path, env: &[(&str, String)]) -> Command {
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PORTCULLIS_")) {
         cmd.env_remove(key);
     }
+    // Tests run servers side by side: no fixed metrics port unless a test asks for one.
+    cmd.env("PORTCULLIS_METRICS__BIND", "");
     cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     cmd
 }
@@ -273,6 +275,25 @@ async fn token_and_permission_commands() {
     assert_eq!(app.get_auth("/profile/", &format!("Token {second}")).await.status, 200);
     assert_eq!(run(dir.path(), &env, &["deactivate", "ghost"], "").status.code(), Some(1));
 
+    // The CLI's changes are in the audit trail too.
+    for (event, who) in [
+        ("user_deactivated", "john"),
+        ("user_activated", "john"),
+        ("permission_granted", "writer"),
+        ("permission_revoked", "writer"),
+        ("token_created", "john"),
+    ] {
+        let out = run(dir.path(), &env, &["audit", "--event", event], "");
+        let listing = text(&out.stdout);
+        assert!(
+            listing.contains(event) && listing.contains(&format!("user={who}")) && listing.contains("\"via\":\"cli\""),
+            "{event}: {listing}"
+        );
+    }
+    let out = run(dir.path(), &env, &["audit", "--since", "not-a-time"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(dir.path(), &env, &["clearaudit"], "");
+    assert_eq!(text(&out.stdout).trim(), "Deleted 0 audit events older than 90 days.");
     let out = run(dir.path(), &env, &["clearsessions"], "");
     assert_eq!(text(&out.stdout).trim(), "Deleted 0 expired sessions.");
     let out = run(dir.path(), &env, &["flushexpiredtokens"], "");

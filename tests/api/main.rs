@@ -9,6 +9,7 @@ mod csrf;
 mod errors;
 mod helpers;
 mod jwt;
+mod observability;
 mod openapi;
 mod register;
 mod sessions;

@@ -1,0 +1,155 @@
+//! The audit trail: every security event, for staff; a user's own events, for them.
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
+use serde_json::Value;
+
+use super::{ApiTags, auth::Caller, pagination::PageRequest};
+use crate::{
+    error::ApiError,
+    service::{
+        FieldErrors,
+        audit_log::{self, Filter},
+    },
+    state::AppState,
+    store::audit,
+};
+
+pub struct AuditApi {
+    pub state: AppState,
+}
+
+#[derive(Debug, Object)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// login_succeeded, login_failed, logged_out, logged_out_everywhere, session_revoked,
+    /// token_created, token_revoked, jwt_issued, jwt_rotated, refresh_reuse_detected,
+    /// password_changed, user_created, user_activated, user_deactivated,
+    /// permission_granted, permission_revoked, throttled
+    pub event: String,
+    pub user_id: Option<i64>,
+    /// The user, or for a failed login the username that was tried.
+    pub username: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The public id of the credential involved (session id, token id, refresh `jti`);
+    /// never a secret.
+    pub credential: Option<String>,
+    pub detail: Value,
+}
+
+#[derive(Debug, Object)]
+pub struct AuditPage {
+    pub count: u64,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub results: Vec<AuditEntry>,
+}
+
+const DATETIME_FORMAT: &str =
+    "Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].";
+
+fn datetime(errors: &mut FieldErrors, field: &str, value: Option<&str>) -> Option<DateTime<Utc>> {
+    let value = value?;
+    match DateTime::parse_from_rfc3339(value) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => {
+            errors.add(field, DATETIME_FORMAT);
+            None
+        }
+    }
+}
+
+fn entry(e: audit::Model) -> AuditEntry {
+    AuditEntry {
+        id: e.id,
+        at: e.at,
+        event: e.event,
+        user_id: e.user_id,
+        username: e.username,
+        ip: e.ip,
+        user_agent: e.user_agent,
+        credential: e.credential,
+        detail: serde_json::from_str(&e.detail).unwrap_or_default(),
+    }
+}
+
+impl AuditApi {
+    async fn list(
+        &self,
+        path: &str,
+        mut filter: Filter,
+        since: Option<&str>,
+        until: Option<&str>,
+        request: PageRequest,
+    ) -> Result<Json<AuditPage>, ApiError> {
+        let mut errors = FieldErrors::default();
+        filter.since = datetime(&mut errors, "since", since);
+        filter.until = datetime(&mut errors, "until", until);
+        errors.into_result()?;
+        let (rows, count) =
+            audit_log::page(&self.state.db, &filter, request.page.saturating_sub(1), request.size).await?;
+        request.check(count)?;
+        let mut extra = String::new();
+        for (key, value) in [("user", &filter.username), ("event", &filter.event)] {
+            if let Some(v) = value {
+                extra.push_str(&format!(
+                    "&{key}={}",
+                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+                ));
+            }
+        }
+        for (key, value) in [("since", since), ("until", until)] {
+            if let Some(v) = value {
+                extra.push_str(&format!(
+                    "&{key}={}",
+                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+                ));
+            }
+        }
+        let (next, previous) = request.links(path, count, &extra);
+        Ok(Json(AuditPage { count, next, previous, results: rows.into_iter().map(entry).collect() }))
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl AuditApi {
+    /// The audit trail (staff)
+    ///
+    /// Every security event, newest first. Filters: `user` (username), `event`, `since` and
+    /// `until` (ISO 8601 with a timezone). Paginated as `GET /users/`.
+    #[oai(path = "/audit/", method = "get", operation_id = "audit_list")]
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        _caller: Data<&Caller>,
+        user: Query<Option<String>>,
+        event: Query<Option<String>>,
+        since: Query<Option<String>>,
+        until: Query<Option<String>>,
+        page: Query<Option<u64>>,
+        page_size: Query<Option<u64>>,
+    ) -> Result<Json<AuditPage>, ApiError> {
+        let filter = Filter { username: user.0, event: event.0, ..Filter::default() };
+        self.list("/audit/", filter, since.as_deref(), until.as_deref(), PageRequest::new(page.0, page_size.0)).await
+    }
+
+    /// My security events
+    ///
+    /// The caller's own events (logins, logouts, revocations, password changes...),
+    /// newest first. Filters: `event`, `since`, `until`.
+    #[oai(path = "/audit/me/", method = "get", operation_id = "audit_me", tag = "ApiTags::Account")]
+    async fn audit_me(
+        &self,
+        caller: Data<&Caller>,
+        event: Query<Option<String>>,
+        since: Query<Option<String>>,
+        until: Query<Option<String>>,
+        page: Query<Option<u64>>,
+        page_size: Query<Option<u64>>,
+    ) -> Result<Json<AuditPage>, ApiError> {
+        let filter = Filter { user_id: Some(caller.identity()?.user.id), event: event.0, ..Filter::default() };
+        self.list("/audit/me/", filter, since.as_deref(), until.as_deref(), PageRequest::new(page.0, page_size.0)).await
+    }
+}
