@@ -54,6 +54,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 BASE="http://127.0.0.1:$PORT"
 export PORTCULLIS_JWT__ACCESS_TOKEN_LIFETIME=3600   # outlive the run
 export PORTCULLIS_THROTTLE__LOGIN="100000/s" PORTCULLIS_THROTTLE__LOGIN_IP="1000000/s"
+export PORTCULLIS_METRICS__BIND=""   # no fixed metrics port: two servers run side by side below
 
 start_server() {
   (cd "$WORK" && exec taskset -c "$SERVER_CPU" "$BIN" serve --bind "127.0.0.1:$PORT" >>"$WORK/server.log" 2>&1) &
@@ -113,6 +114,19 @@ for round in $(seq "$ROUNDS"); do
   echo "  round $round done"
 done
 
+# The cost of metrics (audit events are not written on GETs): the same token GET against a
+# second server on the same database with metrics.enabled = false, alternating.
+PORT2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(cd "$WORK" && PORTCULLIS_METRICS__ENABLED=false exec taskset -c "$SERVER_CPU" "$BIN" serve --bind "127.0.0.1:$PORT2" >>"$WORK/server2.log" 2>&1) &
+SERVER2_PID=$!
+for _ in $(seq 1000); do curl -fs "http://127.0.0.1:$PORT2/healthz" >/dev/null 2>&1 && break; sleep 0.005; done
+METRICS_ON=""; METRICS_OFF=""
+for round in $(seq "$ROUNDS"); do
+  METRICS_ON+="$(measure "$CONNECTIONS" -H "Authorization: Token $TOKEN" "$BASE/protected/")"$'\n'
+  METRICS_OFF+="$(measure "$CONNECTIONS" -H "Authorization: Token $TOKEN" "http://127.0.0.1:$PORT2/protected/")"$'\n'
+done
+kill "$SERVER2_PID"; wait "$SERVER2_PID" 2>/dev/null || true
+
 # Login storm: 64 concurrent logins while token GETs are measured.
 taskset -c "$WRK_CPU" wrk -t1 -c64 -d"$((DURATION + 2))s" -s "$WORK/login.lua" "$BASE/login/" >/dev/null 2>&1 &
 STORM=$!
@@ -143,9 +157,11 @@ DISTINCT_TOKEN=$(KEYS_FILE="$WORK/tokens.txt" KIND=token measure 32 -s "$WORK/di
 DISTINCT_SESSION=$(KEYS_FILE="$WORK/sessions.txt" KIND=session measure 32 -s "$WORK/distinct.lua" "$BASE/protected/")
 RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
 
-python3 - "$HASH_MS" "$ROUNDS" "$STARTUP_MS" "$RSS_KB" "$FILL" "$DISTINCT" "$STORM_RESULT" "$IDLE_RESULT" "$DISTINCT_TOKEN" "$DISTINCT_SESSION" \
+python3 - "$METRICS_ON" "$METRICS_OFF" "$HASH_MS" "$ROUNDS" "$STARTUP_MS" "$RSS_KB" "$FILL" "$DISTINCT" "$STORM_RESULT" "$IDLE_RESULT" "$DISTINCT_TOKEN" "$DISTINCT_SESSION" \
   "${RESULTS[healthz]}" "${RESULTS[session]}" "${RESULTS[token]}" "${RESULTS[jwt]}" "${RESULTS[login]}" <<'PY'
 import statistics, sys
+metrics_on = statistics.median(float(l.split()[0]) for l in sys.argv.pop(1).strip().splitlines())
+metrics_off = statistics.median(float(l.split()[0]) for l in sys.argv.pop(1).strip().splitlines())
 hash_ms = float(sys.argv.pop(1))
 rounds, startup, rss, fill, distinct = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 storm, idle, dtoken, dsession = (list(map(float, a.split())) for a in sys.argv[6:10])
@@ -162,6 +178,8 @@ for n in names:
     ratio = "" if n == "healthz" else f"{rps / limit:.2f}x argon2 limit" if n == "login" else f"{rps / med['healthz'][0]:.2f}x"
     print(f"| {label} | {rps:,.0f} | {ratio} | {p50:.2f} | {p99:.2f} | {bad:.0f} | {err:.0f} |")
 print()
+print(f"token GET with metrics on: {metrics_on:,.0f} req/s, off: {metrics_off:,.0f} req/s "
+      f"(metrics cost {100 * (1 - metrics_on / metrics_off):.1f} %; audit events are written off the request path)")
 print(f"argon2 limit: 1 core / {hash_ms:.1f} ms per hash (criterion) = {limit:.1f} logins/s")
 print(f"all rounds, req/s: " + "; ".join(f"{n} " + ", ".join(f"{r[0]:,.0f}" for r in runs[n]) for n in names))
 print(f"token GET during a 64-connection login storm: {storm[0]:,.0f} req/s, p99 {storm[2]:.2f} ms "
