@@ -161,7 +161,7 @@ async fn admin(state: &AppState, command: Command) -> Result<(), ServiceError> {
                 tokens::delete_for_user(db, user.id).await?;
             }
             let (key, token) = tokens::create(db, user.id, "cli", state.settings.token.ttl).await?;
-            emit(state, EventKind::TokenCreated, &user, Some(token.id.to_string()));
+            emit(state, EventKind::TokenCreated, &user, Some(token.id.to_string())).await;
             println!("Generated token {key} for user {username}");
         }
         Command::Clearsessions => println!("Deleted {} expired sessions.", sessions::clear_expired(db).await?),
@@ -172,12 +172,12 @@ async fn admin(state: &AppState, command: Command) -> Result<(), ServiceError> {
         }
         Command::Activate { username } => {
             let user = accounts::set_active(db, &username, true).await?;
-            emit(state, EventKind::UserActivated, &user, None);
+            emit(state, EventKind::UserActivated, &user, None).await;
             println!("User '{username}' is active.");
         }
         Command::Deactivate { username } => {
             let user = accounts::set_active(db, &username, false).await?;
-            emit(state, EventKind::UserDeactivated, &user, None);
+            emit(state, EventKind::UserDeactivated, &user, None).await;
             println!("User '{username}' is inactive: their sessions, tokens and JWTs no longer work.");
         }
         Command::Grant { name, permission, group: true } => {
@@ -194,7 +194,7 @@ async fn admin(state: &AppState, command: Command) -> Result<(), ServiceError> {
         Command::Grant { name, permission, group: false } => {
             let added = permissions::grant(db, &name, &permission).await?;
             if let Some(user) = accounts::find_by_username(db, &name).await? {
-                emit(state, EventKind::PermissionGranted, &user, Some(permission.clone()));
+                emit(state, EventKind::PermissionGranted, &user, Some(permission.clone())).await;
             }
             println!(
                 "{}",
@@ -208,7 +208,7 @@ async fn admin(state: &AppState, command: Command) -> Result<(), ServiceError> {
         Command::Revoke { username, permission } => {
             let removed = permissions::revoke(db, &username, &permission).await?;
             if let Some(user) = accounts::find_by_username(db, &username).await? {
-                emit(state, EventKind::PermissionRevoked, &user, Some(permission.clone()));
+                emit(state, EventKind::PermissionRevoked, &user, Some(permission.clone())).await;
             }
             println!(
                 "{}",
@@ -274,7 +274,7 @@ async fn createsuperuser(
         superuser(username, email, input.new_password()?)
     };
     let user = accounts::register(&state.db, &state.passwords, new, FieldErrors::default()).await.map_err(describe)?;
-    emit(state, EventKind::UserCreated, &user, None);
+    emit(state, EventKind::UserCreated, &user, None).await;
     println!("Superuser created successfully.");
     Ok(())
 }
@@ -324,12 +324,12 @@ async fn changepassword(state: &AppState, username: &str) -> Result<(), String> 
     println!("Changing password for user '{username}'");
     let password = Input::new().new_password()?;
     let user = accounts::set_password(&state.db, &state.passwords, account, password).await.map_err(describe)?;
-    emit(state, EventKind::PasswordChanged, &user, None);
+    emit(state, EventKind::PasswordChanged, &user, None).await;
     println!("Password changed successfully for user '{username}'");
     Ok(())
 }
 
-fn emit(state: &AppState, kind: EventKind, user: &store::user::Model, credential: Option<String>) {
+async fn emit(state: &AppState, kind: EventKind, user: &store::user::Model, credential: Option<String>) {
     let ctx = EventContext {
         user_id: Some(user.id),
         username: Some(user.username.clone()),
@@ -337,7 +337,7 @@ fn emit(state: &AppState, kind: EventKind, user: &store::user::Model, credential
         via: Some("cli"),
         ..Default::default()
     };
-    state.events.emit(kind, ctx);
+    state.events.emit(kind, ctx).await;
 }
 
 fn describe(err: ServiceError) -> String {

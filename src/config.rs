@@ -134,11 +134,14 @@ pub struct Jwt {
 #[serde(deny_unknown_fields)]
 pub struct Cache {
     pub ttl: u64,
+    pub notify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Throttle {
+    pub backend: String,
+    pub redis_url: Secret,
     pub login: String,
     pub login_ip: String,
     pub anon: String,
@@ -339,6 +342,15 @@ impl Settings {
 
     fn validate_throttle(&self) -> Result<(), String> {
         let t = &self.throttle;
+        if !["memory", "database", "redis"].contains(&t.backend.as_str()) {
+            return Err(format!(
+                "invalid value for key \"throttle.backend\": {:?} (expected \"memory\", \"database\" or \"redis\")",
+                t.backend
+            ));
+        }
+        if t.backend == "redis" && redis::Client::open(t.redis_url.expose()).is_err() {
+            return Err("invalid value for key \"throttle.redis_url\": not a redis:// URL".into());
+        }
         let mut parsed = Vec::new();
         for (key, value) in [("login", &t.login), ("login_ip", &t.login_ip), ("anon", &t.anon), ("user", &t.user)] {
             parsed.push(Rate::parse(value).map_err(|why| format!("invalid value for key \"throttle.{key}\": {why}"))?);

@@ -154,6 +154,7 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::NotFound(_) => Self::NotFound,
             ServiceError::Db(e) => e.into(),
             ServiceError::Hash(e) => e.into(),
+            ServiceError::Unavailable(cause) => Self::Unavailable(cause),
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::{net::IpAddr, sync::Arc};
 
 use chrono::Utc;
+use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 
 use crate::{
@@ -114,18 +115,28 @@ pub struct Events {
     cache: Arc<CredentialCache>,
     metrics: Arc<Metrics>,
     audit: AuditSink,
+    /// Where other instances hear of revocations (PostgreSQL NOTIFY), if enabled.
+    notify: Option<DatabaseConnection>,
 }
 
 impl Events {
-    pub fn new(cache: Arc<CredentialCache>, metrics: Arc<Metrics>, audit: AuditSink) -> Self {
-        Self { cache, metrics, audit }
+    pub fn new(
+        cache: Arc<CredentialCache>,
+        metrics: Arc<Metrics>,
+        audit: AuditSink,
+        notify: Option<DatabaseConnection>,
+    ) -> Self {
+        Self { cache, metrics, audit, notify }
     }
 
-    pub fn emit(&self, kind: EventKind, ctx: EventContext) {
+    pub async fn emit(&self, kind: EventKind, ctx: EventContext) {
         if kind.may_revoke()
             && let Some(user_id) = ctx.user_id
         {
             self.cache.invalidate_user(user_id);
+            if let Some(db) = &self.notify {
+                crate::authn::notify::notify(db, user_id).await;
+            }
         }
         self.count(kind, &ctx);
         tracing::info!(

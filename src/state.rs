@@ -19,7 +19,7 @@ use crate::{
     net::TrustedProxies,
     password::Passwords,
     permissions::Permission,
-    throttle::{LoginThrottle, Rate, Window},
+    throttle::{LoginThrottle, Rate, RedisStore, Store, Window},
 };
 
 #[derive(Clone)]
@@ -49,11 +49,16 @@ impl AppState {
         let cache =
             Arc::new(CredentialCache::new(std::time::Duration::from_secs(settings.cache.ttl), Arc::clone(&metrics)));
         let audit = AuditSink::spawn(db.clone(), Arc::clone(&metrics), settings.audit.queue_capacity);
+        // Several instances on one PostgreSQL tell each other of revocations.
+        let notify = settings.cache.notify && db.get_database_backend() == sea_orm::DbBackend::Postgres;
+        if notify {
+            crate::authn::notify::spawn_listener(&db, Arc::clone(&cache));
+        }
         let t = &settings.throttle;
         let mut state = Self {
             passwords: Passwords::new(&settings.password, Arc::clone(&metrics))?,
             proxies: TrustedProxies::new(&settings.server.trusted_proxies),
-            login_throttle: Arc::new(LoginThrottle::new(rate(&t.login)?, rate(&t.login_ip)?)),
+            login_throttle: Arc::new(login_throttle(&settings, &db)?),
             anon_throttle: Arc::new(Window::new(rate(&t.anon)?)),
             user_throttle: Arc::new(Window::new(rate(&t.user)?)),
             default_permission: Permission::from_name(&settings.auth.default_permission)
@@ -61,7 +66,7 @@ impl AppState {
             chains: Arc::new(HashMap::new()),
             jwt: Arc::new(crate::service::jwt::Jwt::load(&settings.jwt, &db).await?),
             cache: Arc::clone(&cache),
-            events: Events::new(cache, Arc::clone(&metrics), audit),
+            events: Events::new(Arc::clone(&cache), Arc::clone(&metrics), audit, notify.then(|| db.clone())),
             metrics,
             settings: Arc::new(settings),
             health: Health::default(),
@@ -86,6 +91,18 @@ impl AppState {
             None => self.chains.get(&self.settings.auth.chain),
         }
     }
+}
+
+/// The login throttle on the configured store (`throttle.backend`).
+fn login_throttle(settings: &Settings, db: &DatabaseConnection) -> Result<LoginThrottle, String> {
+    let t = &settings.throttle;
+    let (per_user, per_ip) = (Rate::parse(&t.login)?, Rate::parse(&t.login_ip)?);
+    let store = match t.backend.as_str() {
+        "database" => Store::Database(db.clone()),
+        "redis" => Store::Redis(RedisStore::new(t.redis_url.expose())?),
+        _ => return Ok(LoginThrottle::new(per_user, per_ip)),
+    };
+    Ok(LoginThrottle::with_store(per_user, per_ip, store))
 }
 
 /// Whether the database answered its last probe. Probed in the background about once a

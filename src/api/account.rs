@@ -94,10 +94,19 @@ impl AccountApi {
         };
         let state = &self.state;
         let user = accounts::register(&state.db, &state.passwords, new, fields.errors).await?;
-        state.events.emit(
-            EventKind::UserCreated,
-            EventContext { user_id: Some(user.id), username: Some(user.username.clone()), ..Default::default() },
-        );
+        state
+            .events
+            .emit(
+                EventKind::UserCreated,
+                EventContext {
+                    user_id: Some(user.id),
+                    username: Some(user.username.clone()),
+                    ip: caller.creds.client_ip,
+                    user_agent: caller.creds.user_agent.clone(),
+                    ..Default::default()
+                },
+            )
+            .await;
         Ok(RegisterResponse::Created(Json(RegisterBody {
             message: "User created successfully".into(),
             user: UserSummary { id: user.id, username: user.username, email: user.email },

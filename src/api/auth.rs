@@ -33,7 +33,13 @@ impl Caller {
     }
 
     /// Records a throttled attempt in the audit trail and answers DRF's 429.
-    pub fn throttled(&self, state: &AppState, scope: &'static str, username: Option<&str>, wait: u64) -> ApiError {
+    pub async fn throttled(
+        &self,
+        state: &AppState,
+        scope: &'static str,
+        username: Option<&str>,
+        wait: u64,
+    ) -> ApiError {
         let ctx = EventContext {
             user_id: self.identity.as_ref().map(|i| i.user.id),
             username: username.map(str::to_owned).or_else(|| self.identity.as_ref().map(|i| i.user.username.clone())),
@@ -42,7 +48,7 @@ impl Caller {
             detail: Some(serde_json::json!({"scope": scope, "retry_after": wait})),
             ..EventContext::default()
         };
-        state.events.emit(EventKind::Throttled, ctx);
+        state.events.emit(EventKind::Throttled, ctx).await;
         ApiError::Throttled { wait }
     }
 
@@ -72,7 +78,7 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request, state: Arc<App
         // Basic checks passwords, so it shares the login throttle.
         Err(ApiError::Throttled { wait }) => {
             let caller = Caller { identity: None, creds };
-            return Err(caller.throttled(&state, "login", None, wait).into());
+            return Err(caller.throttled(&state, "login", None, wait).await.into());
         }
         Err(e) => return Err(e.into()),
     };
@@ -98,7 +104,7 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request, state: Arc<App
     let caller = Caller { identity: found.identity, creds };
     if let Err(wait) = throttled {
         let scope = if caller.identity.is_some() { "user" } else { "anon" };
-        return Err(caller.throttled(&state, scope, None, wait).into());
+        return Err(caller.throttled(&state, scope, None, wait).await.into());
     }
     req.extensions_mut().insert(caller.clone());
     let resp = next.call(req).await?.into_response();

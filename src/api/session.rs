@@ -144,10 +144,10 @@ impl SessionApi {
         .await?
         {
             Ok(user) => user,
-            Err(Refusal::Throttled(wait)) => return Err(caller.throttled(state, "login", Some(&username), wait)),
+            Err(Refusal::Throttled(wait)) => return Err(caller.throttled(state, "login", Some(&username), wait).await),
             Err(Refusal::Invalid) => {
                 let ctx = EventContext { username: Some(username.clone()), ..Self::ctx(&caller, None) };
-                state.events.emit(EventKind::LoginFailed, ctx);
+                state.events.emit(EventKind::LoginFailed, ctx).await;
                 return Err(ApiError::Body {
                     status: poem::http::StatusCode::BAD_REQUEST,
                     body: json!({"error": "Invalid credentials"}),
@@ -167,7 +167,7 @@ impl SessionApi {
                         credential: Some(session.public_id.clone()),
                         ..Self::ctx(&caller, Some(&previous.user))
                     };
-                    state.events.emit(EventKind::SessionRevoked, ctx);
+                    state.events.emit(EventKind::SessionRevoked, ctx).await;
                 }
                 let origin = Origin { ip: ip.map(|ip| ip.to_string()), user_agent: caller.creds.user_agent.clone() };
                 sessions::create(&state.db, &user, origin, self.age()).await?.0
@@ -176,7 +176,7 @@ impl SessionApi {
         accounts::record_login(&state.db, user.id).await?;
         jar.add(cookies::session(&key, &state.settings));
         jar.add(cookies::csrf(&csrf::new_secret(), &state.settings));
-        state.events.emit(EventKind::LoginSucceeded, Self::ctx(&caller, Some(&user)));
+        state.events.emit(EventKind::LoginSucceeded, Self::ctx(&caller, Some(&user))).await;
         Ok(message("Logged in successfully"))
     }
 
@@ -207,7 +207,7 @@ impl SessionApi {
                 }
                 _ => {}
             }
-            state.events.emit(EventKind::LoggedOut, Self::ctx(&caller, Some(&identity.user)));
+            state.events.emit(EventKind::LoggedOut, Self::ctx(&caller, Some(&identity.user))).await;
         }
         Ok(message("Logged out successfully"))
     }
@@ -226,7 +226,7 @@ impl SessionApi {
         if caller.creds.cookies.contains_key(&state.settings.session.cookie_name) {
             jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
         }
-        state.events.emit(EventKind::LoggedOutEverywhere, Self::ctx(&caller, Some(&user)));
+        state.events.emit(EventKind::LoggedOutEverywhere, Self::ctx(&caller, Some(&user))).await;
         Ok(message("Logged out of every session and token"))
     }
 
@@ -318,7 +318,7 @@ impl SessionApi {
             jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
         }
         let ctx = EventContext { credential: Some(id.0.clone()), ..Self::ctx(&caller, Some(&identity.user)) };
-        state.events.emit(EventKind::SessionRevoked, ctx);
+        state.events.emit(EventKind::SessionRevoked, ctx).await;
         Ok(Deleted::NoContent)
     }
 
@@ -345,7 +345,7 @@ impl SessionApi {
             .await?
         {
             Ok(_) => {}
-            Err(Refusal::Throttled(wait)) => return Err(caller.throttled(state, "login", Some(username), wait)),
+            Err(Refusal::Throttled(wait)) => return Err(caller.throttled(state, "login", Some(username), wait).await),
             Err(Refusal::Invalid) => {
                 return Err(ApiError::Validation(crate::service::FieldErrors::single(
                     "old_password",
@@ -368,7 +368,7 @@ impl SessionApi {
             let key = sessions::cycle_key(&state.db, id, Some(&user.security_stamp), self.age()).await?;
             jar.add(cookies::session(&key, &state.settings));
         }
-        state.events.emit(EventKind::PasswordChanged, Self::ctx(&caller, Some(&user)));
+        state.events.emit(EventKind::PasswordChanged, Self::ctx(&caller, Some(&user))).await;
         Ok(message("Password changed successfully"))
     }
 }

@@ -9,7 +9,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -39,6 +39,9 @@ pub struct CredentialCache {
     metrics: Arc<Metrics>,
     entries: RwLock<HashMap<Key, Entry>>,
     inserts: AtomicUsize,
+    /// Set while revocations from other instances cannot be heard (the PostgreSQL
+    /// notification channel is down): then every request reads the database.
+    bypass: AtomicBool,
 }
 
 /// Expired entries are swept every this many inserts, so memory follows the credentials
@@ -47,11 +50,27 @@ const SWEEP_EVERY: usize = 1024;
 
 impl CredentialCache {
     pub fn new(ttl: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { ttl, metrics, entries: RwLock::new(HashMap::new()), inserts: AtomicUsize::new(0) }
+        Self {
+            ttl,
+            metrics,
+            entries: RwLock::new(HashMap::new()),
+            inserts: AtomicUsize::new(0),
+            bypass: AtomicBool::new(false),
+        }
     }
 
     pub fn enabled(&self) -> bool {
-        !self.ttl.is_zero()
+        !self.ttl.is_zero() && !self.bypass.load(Ordering::Relaxed)
+    }
+
+    /// Bypasses (and empties) the cache while other instances' revocations cannot be heard.
+    pub fn set_bypass(&self, on: bool) {
+        self.bypass.store(on, Ordering::Relaxed);
+        self.clear();
+    }
+
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     pub fn get(&self, key: &Key) -> Option<Arc<Identity>> {
@@ -95,7 +114,7 @@ impl CredentialCache {
     /// Drops every entry of a user: the next request of each of their credentials reads
     /// the database.
     pub fn invalidate_user(&self, user_id: i64) {
-        if self.enabled() {
+        if !self.ttl.is_zero() {
             self.entries.write().unwrap_or_else(|e| e.into_inner()).retain(|_, e| e.value.user.id != user_id);
         }
     }

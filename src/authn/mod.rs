@@ -8,6 +8,7 @@ pub mod basic;
 pub mod cache;
 pub mod csrf;
 pub mod jwt;
+pub mod notify;
 pub mod session;
 pub mod token;
 

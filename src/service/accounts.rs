@@ -182,7 +182,7 @@ pub async fn check_credentials(
     password: &str,
     ip: Option<IpAddr>,
 ) -> Result<Result<user::Model, Refusal>, ServiceError> {
-    if let Err(wait) = throttle.check(username, ip) {
+    if let Err(wait) = throttle.check(username, ip).await.map_err(|e| ServiceError::Unavailable(e.to_string()))? {
         return Ok(Err(Refusal::Throttled(wait)));
     }
     let account = find_by_username(db, username).await?;
@@ -198,7 +198,7 @@ pub async fn check_credentials(
             Ok(Ok(account))
         }
         _ => {
-            throttle.failed(username, ip);
+            throttle.failed(username, ip).await.map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             Ok(Err(Refusal::Invalid))
         }
     }

@@ -72,4 +72,7 @@ pub enum ServiceError {
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Hash(#[from] crate::password::HashError),
+    /// A backing service other than the database (the shared throttle store).
+    #[error("{0}")]
+    Unavailable(String),
 }

@@ -3,6 +3,7 @@ pub mod audit;
 pub mod jwt;
 pub mod perm;
 pub mod session;
+pub mod throttle_hit;
 pub mod token;
 pub mod user;
 

@@ -159,7 +159,7 @@ async fn a_full_audit_queue_drops_and_counts_instead_of_blocking() {
     let app = TestApp::with(|s| s.audit.queue_capacity = 1).await;
     for i in 0..50 {
         let ctx = portcullis::events::EventContext { user_id: Some(i), ..Default::default() };
-        app.state.events.emit(portcullis::events::EventKind::LoginFailed, ctx);
+        app.state.events.emit(portcullis::events::EventKind::LoginFailed, ctx).await;
     }
     let text = app.state.metrics.render(&app.state.db, 0);
     let dropped: f64 = metric(&text, "portcullis_audit_events_dropped_total");
