@@ -37,7 +37,11 @@ pub async fn connect(settings: &config::Database) -> Result<DatabaseConnection, 
     }
     let db = Database::connect(opts).await?;
     if db.get_database_backend() == DbBackend::Postgres && !settings.schema.is_empty() {
-        db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", settings.schema)).await?;
+        // CREATE SCHEMA IF NOT EXISTS races between instances starting together: serialise.
+        let txn = db.begin().await?;
+        txn.execute_unprepared(MIGRATION_LOCK).await?;
+        txn.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", settings.schema)).await?;
+        txn.commit().await?;
     }
     Ok(db)
 }
@@ -46,14 +50,17 @@ fn is_identifier(s: &str) -> bool {
     !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Held by the transaction that creates the schema or migrates; the key is an arbitrary
+/// constant ("portcullis" folded into an i64).
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7092907289375245683)";
+
 /// Applies pending migrations. On PostgreSQL, instances starting at the same moment
 /// serialise on an advisory lock held by the migrating transaction, so each migration runs
 /// exactly once; SQLite's own write lock does the same for one file.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     if db.get_database_backend() == DbBackend::Postgres {
         let txn = db.begin().await?;
-        // An arbitrary constant: "portcullis" in ASCII, folded into an i64.
-        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7092907289375245683)").await?;
+        txn.execute_unprepared(MIGRATION_LOCK).await?;
         Migrator::up(&txn, None).await?;
         txn.commit().await
     } else {

@@ -11,6 +11,8 @@ mod helpers;
 mod jwt;
 mod observability;
 mod openapi;
+mod process;
 mod register;
+mod scale;
 mod sessions;
 mod tokens;
