@@ -157,7 +157,31 @@ impl Passwords {
         metrics.hash_wait.observe(queued.elapsed().as_secs_f64());
         let _permit = permit.map_err(|_| HashError::PoolClosed)?;
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|_| HashError::PoolClosed)
+        tokio::task::spawn_blocking(move || {
+            lower_thread_priority();
+            f(&inner)
+        })
+        .await
+        .map_err(|_| HashError::PoolClosed)
+    }
+}
+
+/// Hashing is deliberately slow; during a login storm it must not take the CPU from the
+/// async workers that answer every other request. The blocking threads that hash run at a
+/// lower scheduling priority (nice 10): alone they still get the whole CPU, under
+/// contention the workers come first. Password hashing is the only user of tokio's blocking
+/// pool here (sqlx's SQLite workers are threads of their own).
+fn lower_thread_priority() {
+    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if LOWERED.get() {
+        return;
+    }
+    LOWERED.set(true);
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority(2) only reads its integer arguments; on Linux PRIO_PROCESS with
+    // who = 0 applies to the calling thread alone.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 
