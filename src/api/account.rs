@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     error::ApiError,
-    events::{EventContext, EventKind},
+    events::EventKind,
     service::accounts::{self, MAX_PASSWORD, NewUser},
     state::AppState,
 };
@@ -94,19 +94,7 @@ impl AccountApi {
         };
         let state = &self.state;
         let user = accounts::register(&state.db, &state.passwords, new, fields.errors).await?;
-        state
-            .events
-            .emit(
-                EventKind::UserCreated,
-                EventContext {
-                    user_id: Some(user.id),
-                    username: Some(user.username.clone()),
-                    ip: caller.creds.client_ip,
-                    user_agent: caller.creds.user_agent.clone(),
-                    ..Default::default()
-                },
-            )
-            .await;
+        state.events.emit(EventKind::UserCreated, caller.event(Some(&user), None)).await;
         Ok(RegisterResponse::Created(Json(RegisterBody {
             message: "User created successfully".into(),
             user: UserSummary { id: user.id, username: user.username, email: user.email },

@@ -91,23 +91,15 @@ impl AuditApi {
         let (rows, count) =
             audit_log::page(&self.state.db, &filter, request.page.saturating_sub(1), request.size).await?;
         request.check(count)?;
-        let mut extra = String::new();
-        for (key, value) in [("user", &filter.username), ("event", &filter.event)] {
-            if let Some(v) = value {
-                extra.push_str(&format!(
-                    "&{key}={}",
-                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
-                ));
-            }
-        }
-        for (key, value) in [("since", since), ("until", until)] {
-            if let Some(v) = value {
-                extra.push_str(&format!(
-                    "&{key}={}",
-                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
-                ));
-            }
-        }
+        let filters = [
+            ("user", filter.username.as_deref()),
+            ("event", filter.event.as_deref()),
+            ("since", since),
+            ("until", until),
+        ];
+        let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let extra: String =
+            filters.into_iter().filter_map(|(key, value)| value.map(|v| format!("&{key}={}", encode(v)))).collect();
         let (next, previous) = request.links(path, count, &extra);
         Ok(Json(AuditPage { count, next, previous, results: rows.into_iter().map(entry).collect() }))
     }

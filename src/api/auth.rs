@@ -32,6 +32,18 @@ impl Caller {
             .ok_or_else(|| ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: None })
     }
 
+    /// The who-and-where of a security event caused by this request.
+    pub fn event(&self, user: Option<&crate::store::user::Model>, credential: Option<String>) -> EventContext {
+        EventContext {
+            user_id: user.map(|u| u.id),
+            username: user.map(|u| u.username.clone()),
+            ip: self.creds.client_ip,
+            user_agent: self.creds.user_agent.clone(),
+            credential,
+            ..EventContext::default()
+        }
+    }
+
     /// Records a throttled attempt in the audit trail and answers DRF's 429.
     pub async fn throttled(
         &self,
@@ -40,14 +52,11 @@ impl Caller {
         username: Option<&str>,
         wait: u64,
     ) -> ApiError {
-        let ctx = EventContext {
-            user_id: self.identity.as_ref().map(|i| i.user.id),
-            username: username.map(str::to_owned).or_else(|| self.identity.as_ref().map(|i| i.user.username.clone())),
-            ip: self.creds.client_ip,
-            user_agent: self.creds.user_agent.clone(),
-            detail: Some(serde_json::json!({"scope": scope, "retry_after": wait})),
-            ..EventContext::default()
-        };
+        let mut ctx = self.event(self.identity.as_ref().map(|i| i.user.as_ref()), None);
+        if let Some(name) = username {
+            ctx.username = Some(name.to_owned());
+        }
+        ctx.detail = Some(serde_json::json!({"scope": scope, "retry_after": wait}));
         state.events.emit(EventKind::Throttled, ctx).await;
         ApiError::Throttled { wait }
     }

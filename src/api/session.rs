@@ -99,16 +99,6 @@ impl SessionApi {
     fn age(&self) -> chrono::Duration {
         chrono::Duration::seconds(i64::try_from(self.state.settings.session.cookie_age).unwrap_or(i64::MAX / 1000))
     }
-
-    fn ctx(caller: &Caller, user: Option<&crate::store::user::Model>) -> EventContext {
-        EventContext {
-            user_id: user.map(|u| u.id),
-            username: user.map(|u| u.username.clone()),
-            ip: caller.creds.client_ip,
-            user_agent: caller.creds.user_agent.clone(),
-            ..Default::default()
-        }
-    }
 }
 
 #[OpenApi(tag = "ApiTags::Session")]
@@ -146,7 +136,7 @@ impl SessionApi {
             Ok(user) => user,
             Err(Refusal::Throttled(wait)) => return Err(caller.throttled(state, "login", Some(&username), wait).await),
             Err(Refusal::Invalid) => {
-                let ctx = EventContext { username: Some(username.clone()), ..Self::ctx(&caller, None) };
+                let ctx = EventContext { username: Some(username.clone()), ..caller.event(None, None) };
                 state.events.emit(EventKind::LoginFailed, ctx).await;
                 return Err(ApiError::Body {
                     status: poem::http::StatusCode::BAD_REQUEST,
@@ -165,7 +155,7 @@ impl SessionApi {
                     sessions::delete(&state.db, session.id).await?;
                     let ctx = EventContext {
                         credential: Some(session.public_id.clone()),
-                        ..Self::ctx(&caller, Some(&previous.user))
+                        ..caller.event(Some(&previous.user), None)
                     };
                     state.events.emit(EventKind::SessionRevoked, ctx).await;
                 }
@@ -176,7 +166,7 @@ impl SessionApi {
         accounts::record_login(&state.db, user.id).await?;
         jar.add(cookies::session(&key, &state.settings));
         jar.add(cookies::csrf(&csrf::new_secret(), &state.settings));
-        state.events.emit(EventKind::LoginSucceeded, Self::ctx(&caller, Some(&user))).await;
+        state.events.emit(EventKind::LoginSucceeded, caller.event(Some(&user), None)).await;
         Ok(message("Logged in successfully"))
     }
 
@@ -207,7 +197,7 @@ impl SessionApi {
                 }
                 _ => {}
             }
-            state.events.emit(EventKind::LoggedOut, Self::ctx(&caller, Some(&identity.user))).await;
+            state.events.emit(EventKind::LoggedOut, caller.event(Some(&identity.user), None)).await;
         }
         Ok(message("Logged out successfully"))
     }
@@ -226,7 +216,7 @@ impl SessionApi {
         if caller.creds.cookies.contains_key(&state.settings.session.cookie_name) {
             jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
         }
-        state.events.emit(EventKind::LoggedOutEverywhere, Self::ctx(&caller, Some(&user))).await;
+        state.events.emit(EventKind::LoggedOutEverywhere, caller.event(Some(&user), None)).await;
         Ok(message("Logged out of every session and token"))
     }
 
@@ -317,7 +307,7 @@ impl SessionApi {
         if identity.session().is_some_and(|s| s.id == deleted) {
             jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
         }
-        let ctx = EventContext { credential: Some(id.0.clone()), ..Self::ctx(&caller, Some(&identity.user)) };
+        let ctx = caller.event(Some(&identity.user), Some(id.0.clone()));
         state.events.emit(EventKind::SessionRevoked, ctx).await;
         Ok(Deleted::NoContent)
     }
@@ -368,7 +358,7 @@ impl SessionApi {
             let key = sessions::cycle_key(&state.db, id, Some(&user.security_stamp), self.age()).await?;
             jar.add(cookies::session(&key, &state.settings));
         }
-        state.events.emit(EventKind::PasswordChanged, Self::ctx(&caller, Some(&user))).await;
+        state.events.emit(EventKind::PasswordChanged, caller.event(Some(&user), None)).await;
         Ok(message("Password changed successfully"))
     }
 }

@@ -110,18 +110,6 @@ pub fn jwt_error(err: JwtError) -> ApiError {
     ApiError::Body { status: StatusCode::UNAUTHORIZED, body, challenge: Some(BEARER_CHALLENGE.into()) }
 }
 
-fn ctx(caller: &Caller, user: Option<&crate::store::user::Model>, credential: Option<String>) -> EventContext {
-    EventContext {
-        user_id: user.map(|u| u.id),
-        username: user.map(|u| u.username.clone()),
-        ip: caller.creds.client_ip,
-        user_agent: caller.creds.user_agent.clone(),
-        credential,
-        via: None,
-        detail: None,
-    }
-}
-
 impl TokenApi {
     /// The shared password check; `refused` is the endpoint's own body for bad credentials.
     async fn check(
@@ -148,7 +136,7 @@ impl TokenApi {
             Ok(user) => Ok(user),
             Err(Refusal::Throttled(wait)) => Err(caller.throttled(s, "login", Some(&username), wait).await),
             Err(Refusal::Invalid) => {
-                let context = EventContext { username: Some(username), ..ctx(caller, None, None) };
+                let context = EventContext { username: Some(username), ..caller.event(None, None) };
                 s.events.emit(EventKind::LoginFailed, context).await;
                 Err(refused)
             }
@@ -176,7 +164,7 @@ impl TokenApi {
         let name = Fields::new(&body.data)?.char("name", Char::OPTIONAL);
         let s = &self.state;
         let (key, token) = tokens::create(&s.db, user.id, &name, s.settings.token.ttl).await?;
-        s.events.emit(EventKind::TokenCreated, ctx(&caller, Some(&user), Some(token.id.to_string()))).await;
+        s.events.emit(EventKind::TokenCreated, caller.event(Some(&user), Some(token.id.to_string()))).await;
         Ok(Json(TokenBody { token: key }))
     }
 
@@ -210,7 +198,7 @@ impl TokenApi {
         if !tokens::delete(&self.state.db, user.id, id).await? {
             return Err(ApiError::NotFound);
         }
-        self.state.events.emit(EventKind::TokenRevoked, ctx(&caller, Some(user), Some(id.to_string()))).await;
+        self.state.events.emit(EventKind::TokenRevoked, caller.event(Some(user), Some(id.to_string()))).await;
         Ok(Deleted::NoContent)
     }
 
@@ -224,7 +212,7 @@ impl TokenApi {
         };
         let user = self.check(&caller, &body.data, refused).await?;
         let pair = self.state.jwt.obtain(&self.state.db, &user).await?;
-        self.state.events.emit(EventKind::JwtIssued, ctx(&caller, Some(&user), Some(pair.refresh_jti))).await;
+        self.state.events.emit(EventKind::JwtIssued, caller.event(Some(&user), Some(pair.refresh_jti))).await;
         Ok(Json(PairBody { refresh: pair.refresh, access: pair.access }))
     }
 
@@ -243,13 +231,13 @@ impl TokenApi {
         match self.state.jwt.refresh(&self.state.db, &token).await {
             Ok(done) => {
                 if let Some(jti) = done.rotated_to {
-                    events.emit(EventKind::JwtRotated, ctx(&caller, Some(&done.user), Some(jti))).await;
+                    events.emit(EventKind::JwtRotated, caller.event(Some(&done.user), Some(jti))).await;
                 }
                 Ok(Json(RefreshBody { access: done.access, refresh: done.refresh }))
             }
             Err(JwtError::Refused(TokenError::Reused { user_id, family, revoked })) => {
                 let detail = json!({"family": family, "revoked": revoked});
-                let context = EventContext { user_id: Some(user_id), detail: Some(detail), ..ctx(&caller, None, None) };
+                let context = EventContext { user_id: Some(user_id), detail: Some(detail), ..caller.event(None, None) };
                 events.emit(EventKind::RefreshReuseDetected, context).await;
                 Err(jwt_error(JwtError::Refused(TokenError::Reused { user_id, family, revoked })))
             }

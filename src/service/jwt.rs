@@ -237,22 +237,27 @@ impl Jwt {
             None => None,
         };
         let user = user.filter(|u| u.is_active).ok_or(TokenError::NoActiveAccount)?;
+        let row = self.live_row(db, &claims).await?;
+        if !stamp_matches(claims.stamp.as_deref(), &user.security_stamp) {
+            return Err(TokenError::PasswordChanged.into());
+        }
+        Ok((claims, user, row))
+    }
+
+    /// The refresh token's outstanding row, refused if blacklisted. A token signed by our
+    /// key but never recorded (issued elsewhere, e.g. by simplejwt with the same key) is
+    /// recorded now, so it can be rotated and blacklisted.
+    async fn live_row(&self, db: &impl ConnectionTrait, claims: &Claims) -> Result<outstanding::Model, JwtError> {
         let row = outstanding::Entity::find()
             .filter(outstanding::Column::Jti.eq(&claims.jti))
             .find_also_related(blacklisted::Entity)
             .one(db)
             .await?;
-        let row = match row {
-            Some((_, Some(_))) => return Err(TokenError::Token(msg::BLACKLISTED).into()),
-            Some((row, None)) => row,
-            // Signed by our key but never recorded (issued elsewhere, e.g. by simplejwt with
-            // the same key): recorded now, so it can be rotated and blacklisted.
-            None => self.record_foreign(db, &claims).await?,
-        };
-        if !stamp_matches(claims.stamp.as_deref(), &user.security_stamp) {
-            return Err(TokenError::PasswordChanged.into());
+        match row {
+            Some((_, Some(_))) => Err(TokenError::Token(msg::BLACKLISTED).into()),
+            Some((row, None)) => Ok(row),
+            None => self.record_foreign(db, claims).await,
         }
-        Ok((claims, user, row))
     }
 
     async fn record_foreign(&self, db: &impl ConnectionTrait, claims: &Claims) -> Result<outstanding::Model, JwtError> {
@@ -327,16 +332,7 @@ impl Jwt {
     /// `POST /api/token/blacklist/` and logout with `{"refresh": ...}`.
     pub async fn blacklist(&self, db: &impl ConnectionTrait, token: &str) -> Result<(), JwtError> {
         let claims = self.decode(token, Some(REFRESH))?;
-        let row = outstanding::Entity::find()
-            .filter(outstanding::Column::Jti.eq(&claims.jti))
-            .find_also_related(blacklisted::Entity)
-            .one(db)
-            .await?;
-        let row = match row {
-            Some((_, Some(_))) => return Err(TokenError::Token(msg::BLACKLISTED).into()),
-            Some((row, None)) => row,
-            None => self.record_foreign(db, &claims).await?,
-        };
+        let row = self.live_row(db, &claims).await?;
         blacklist_rows(db, &[row.id]).await?;
         Ok(())
     }
