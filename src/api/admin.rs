@@ -25,6 +25,23 @@ pub struct UserRow {
     pub date_joined: DateTime<Utc>,
 }
 
+impl From<&user::Model> for UserRow {
+    fn from(u: &user::Model) -> Self {
+        Self {
+            id: u.id,
+            username: u.username.clone(),
+            email: u.email.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            is_active: u.is_active,
+            is_staff: u.is_staff,
+            is_superuser: u.is_superuser,
+            last_login: u.last_login,
+            date_joined: u.date_joined,
+        }
+    }
+}
+
 /// DRF's `PageNumberPagination` envelope.
 #[derive(Debug, Object)]
 pub struct UserPage {
@@ -54,25 +71,6 @@ impl AdminApi {
         request.check(count)?;
         let rows = pages.fetch_page(request.page - 1).await?;
         let (next, previous) = request.links("/users/", count, "");
-        Ok(Json(UserPage {
-            count,
-            next,
-            previous,
-            results: rows
-                .into_iter()
-                .map(|u| UserRow {
-                    id: u.id,
-                    username: u.username,
-                    email: u.email,
-                    first_name: u.first_name,
-                    last_name: u.last_name,
-                    is_active: u.is_active,
-                    is_staff: u.is_staff,
-                    is_superuser: u.is_superuser,
-                    last_login: u.last_login,
-                    date_joined: u.date_joined,
-                })
-                .collect(),
-        }))
+        Ok(Json(UserPage { count, next, previous, results: rows.iter().map(UserRow::from).collect() }))
     }
 }

@@ -1,9 +1,8 @@
 //! The seed's example views: protected pages, profile, permissions, cookies.
-use chrono::{DateTime, Utc};
 use poem::web::{Data, cookie::CookieJar};
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use super::{ApiTags, MessageBody, auth::Caller, cookies};
+use super::{ApiTags, MessageBody, admin::UserRow, auth::Caller, cookies};
 use crate::{error::ApiError, state::AppState};
 
 pub struct ExamplesApi {
@@ -18,16 +17,8 @@ pub struct ProfileBody {
 
 #[derive(Debug, Object)]
 pub struct WhoAmI {
-    pub id: i64,
-    pub username: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub is_active: bool,
-    pub is_staff: bool,
-    pub is_superuser: bool,
-    pub last_login: Option<DateTime<Utc>>,
-    pub date_joined: DateTime<Utc>,
+    #[oai(flatten)]
+    pub user: UserRow,
     /// Which authenticator vouched for the request: session, token, jwt or basic.
     pub auth: String,
 }
@@ -74,20 +65,7 @@ impl ExamplesApi {
     #[oai(path = "/whoami/", method = "get", operation_id = "whoami", tag = "ApiTags::Account")]
     async fn whoami(&self, caller: Data<&Caller>) -> Result<Json<WhoAmI>, ApiError> {
         let identity = caller.identity()?;
-        let u = &identity.user;
-        Ok(Json(WhoAmI {
-            id: u.id,
-            username: u.username.clone(),
-            email: u.email.clone(),
-            first_name: u.first_name.clone(),
-            last_name: u.last_name.clone(),
-            is_active: u.is_active,
-            is_staff: u.is_staff,
-            is_superuser: u.is_superuser,
-            last_login: u.last_login,
-            date_joined: u.date_joined,
-            auth: identity.method.as_str().to_owned(),
-        }))
+        Ok(Json(WhoAmI { user: UserRow::from(identity.user.as_ref()), auth: identity.method.as_str().to_owned() }))
     }
 
     /// Publish (needs `articles.can_publish`)
