@@ -1,10 +1,14 @@
 //! Password hashing and checking.
 //!
+//! The list: our argon2id first, then Django's hashers (`django`), so users imported from
+//! Django log in with their existing passwords and are rehashed as argon2id at that login.
+//!
 //! As Django's `PASSWORD_HASHERS`: a list of hashers, the first one hashes new passwords, all
 //! of them verify, and whether a stored hash "needs upgrade" (another algorithm, or weaker
 //! parameters than configured) is a property of that hash. Every hash and verification runs
 //! on tokio's blocking pool behind a semaphore, so a login storm queues there and never
 //! occupies the async workers that serve every other request.
+pub mod django;
 pub mod validators;
 
 use std::sync::Arc;
@@ -129,7 +133,7 @@ impl Passwords {
             n => n,
         };
         let permits = Semaphore::new(workers);
-        Ok(Self { inner: Arc::new(Inner { metrics, preferred, others: Vec::new(), permits, dummy }) })
+        Ok(Self { inner: Arc::new(Inner { metrics, preferred, others: django::hashers(), permits, dummy }) })
     }
 
     /// Hashes `password` with the preferred hasher.

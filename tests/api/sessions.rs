@@ -373,3 +373,24 @@ async fn clearsessions_deletes_only_expired_sessions() {
     assert_eq!(deleted, 1000);
     assert_eq!(browser.get("/protected/").await.status, StatusCode::OK, "the live session survives");
 }
+
+#[tokio::test]
+async fn a_django_hash_logs_in_and_is_upgraded_to_argon2id_in_the_same_request() {
+    use sea_orm::{ActiveModelTrait, Set};
+    let app = TestApp::new().await;
+    app.register("django_user").await;
+    // Made by Django 5.2's make_password("hunter2") with 1000 PBKDF2 iterations.
+    let django = "pbkdf2_sha256$1000$TzixmBWPqsHdrNOmrlFVH2$uD+YX0sfTIFBf7OKNmazQvRQK55YnbAAeBKS+ZabzUs=";
+    let mut user: portcullis::store::user::ActiveModel = app.user("django_user").await.into();
+    user.password = Set(django.into());
+    user.update(&app.state.db).await.unwrap();
+    let res = app.post_json("/login/", &json!({"username": "django_user", "password": "hunter3"})).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.user("django_user").await.password, django, "a failed login changes nothing");
+    let res = app.post_json("/login/", &json!({"username": "django_user", "password": "hunter2"})).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let stored = app.user("django_user").await.password;
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+    let res = app.post_json("/login/", &json!({"username": "django_user", "password": "hunter2"})).await;
+    assert_eq!(res.status, StatusCode::OK, "the upgraded hash verifies");
+}
