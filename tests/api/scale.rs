@@ -346,7 +346,11 @@ impl Proxy {
 async fn a_database_that_goes_away_answers_503_and_the_server_recovers_by_itself() {
     let Some(db) = postgres() else { return };
     let proxy = Proxy::start(0).await;
-    let url = db.url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    // A name of its own, so that only this server's connections are terminated below.
+    let application_name = format!("pt_outage_{}", portcullis::crypto::random_hex(4));
+    let proxied = db.url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let separator = if proxied.contains('?') { '&' } else { '?' };
+    let url = format!("{proxied}{separator}application_name={application_name}");
     assert_ne!(url, db.url, "the test database URL must name 127.0.0.1:5432");
     let env = vec![
         ("DATABASE_URL", url),
@@ -396,15 +400,39 @@ async fn a_database_that_goes_away_answers_503_and_the_server_recovers_by_itself
     assert!(health_down && request_down, "the outage was seen: healthz {health_down}, requests {request_down}");
 
     let _proxy = Proxy::start(port).await;
+    recovers(&api, &base, &token).await;
+
+    // PostgreSQL ends the server's sessions (pg_terminate_backend): no 500, and it recovers.
+    let terminated = terminate_backends(&db, &application_name).await;
+    assert!(terminated > 0, "the server's connections were found by application_name");
+    for _ in 0..10 {
+        let (status, body) = api.send(Method::GET, format!("{base}/tokens/"), Some(&token), None).await;
+        assert!(status == 200 || status == 503, "{status} {body}");
+    }
+    recovers(&api, &base, &token).await;
+    assert!(served.stop().success());
+}
+
+async fn recovers(api: &Client, base: &str, token: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let healthy = api.send(Method::GET, format!("{base}/healthz"), None, None).await.0 == 200;
-        let listed = api.send(Method::GET, format!("{base}/tokens/"), Some(&token), None).await.0 == 200;
+        let listed = api.send(Method::GET, format!("{base}/tokens/"), Some(token), None).await.0 == 200;
         if healthy && listed {
-            break;
+            return;
         }
         assert!(Instant::now() < deadline, "the server did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(served.stop().success());
+}
+
+async fn terminate_backends(db: &TestDb, application_name: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let conn = sea_orm::Database::connect(db.url.as_str()).await.unwrap();
+    let sql = format!(
+        "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = '{application_name}'"
+    );
+    let row =
+        conn.query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get::<i64>("", "n").unwrap()
 }
