@@ -1,11 +1,9 @@
 //! Account endpoints: registration.
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, types::Example};
 
-use poem::web::Data;
-
+use super::security::{Auth, Optional};
 use super::{
     ApiTags,
-    auth::Caller,
     body::DrfBody,
     fields::{Char, Fields},
 };
@@ -78,7 +76,7 @@ impl AccountApi {
     #[oai(path = "/register/", method = "post", operation_id = "register")]
     async fn register(
         &self,
-        caller: Data<&Caller>,
+        caller: Auth<Optional>,
         body: DrfBody<RegisterRequest>,
     ) -> Result<RegisterResponse, ApiError> {
         caller.refuse_foreign_origin(&self.state.settings)?;

@@ -1,10 +1,10 @@
 //! Staff endpoints.
 use chrono::{DateTime, Utc};
-use poem::web::Data;
 use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
 
-use super::{ApiTags, auth::Caller, pagination::PageRequest};
+use super::security::{Auth, Chain};
+use super::{ApiTags, pagination::PageRequest};
 use crate::{error::ApiError, state::AppState, store::user};
 
 pub struct AdminApi {
@@ -61,7 +61,7 @@ impl AdminApi {
     #[oai(path = "/users/", method = "get", operation_id = "users_list")]
     async fn users(
         &self,
-        _caller: Data<&Caller>,
+        _caller: Auth<Chain>,
         page: Query<Option<u64>>,
         page_size: Query<Option<u64>>,
     ) -> Result<Json<UserPage>, ApiError> {

@@ -1,10 +1,10 @@
 //! The audit trail: every security event, for staff; a user's own events, for them.
 use chrono::{DateTime, Utc};
-use poem::web::Data;
 use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
 use serde_json::Value;
 
-use super::{ApiTags, auth::Caller, pagination::PageRequest};
+use super::security::{Auth, Chain};
+use super::{ApiTags, pagination::PageRequest};
 use crate::{
     error::ApiError,
     service::{
@@ -115,7 +115,7 @@ impl AuditApi {
     #[allow(clippy::too_many_arguments)]
     async fn audit(
         &self,
-        _caller: Data<&Caller>,
+        _caller: Auth<Chain>,
         user: Query<Option<String>>,
         event: Query<Option<String>>,
         since: Query<Option<String>>,
@@ -134,7 +134,7 @@ impl AuditApi {
     #[oai(path = "/audit/me/", method = "get", operation_id = "audit_me", tag = "ApiTags::Account")]
     async fn audit_me(
         &self,
-        caller: Data<&Caller>,
+        caller: Auth<Chain>,
         event: Query<Option<String>>,
         since: Query<Option<String>>,
         until: Query<Option<String>>,

@@ -17,7 +17,7 @@ use crate::{
     state::AppState,
 };
 
-/// Who is calling, as the chain decided; handlers take it with `Data<&Caller>`.
+/// Who is calling, as the chain decided; handlers take it as `security::Auth<_>`.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub identity: Option<Arc<Identity>>,

@@ -1,8 +1,9 @@
 //! The seed's example views: protected pages, profile, permissions, cookies.
-use poem::web::{Data, cookie::CookieJar};
+use poem::web::cookie::CookieJar;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use super::{ApiTags, MessageBody, admin::UserRow, auth::Caller, cookies};
+use super::security::{Auth, Chain, TokenOnly};
+use super::{ApiTags, MessageBody, admin::UserRow, cookies};
 use crate::{error::ApiError, state::AppState};
 
 pub struct ExamplesApi {
@@ -39,14 +40,14 @@ impl ExamplesApi {
     ///
     /// The seed's `protected_view`: any authenticated user (`auth.default_permission`).
     #[oai(path = "/protected/", method = "get", operation_id = "protected")]
-    async fn protected(&self, caller: Data<&Caller>) -> Result<Json<MessageBody>, ApiError> {
+    async fn protected(&self, caller: Auth<Chain>) -> Result<Json<MessageBody>, ApiError> {
         let user = &caller.identity()?.user;
         Ok(message(format!("Hello, {}! You have access to this view.", user.username)))
     }
 
     /// A dashboard
     #[oai(path = "/dashboard/", method = "get", operation_id = "dashboard")]
-    async fn dashboard(&self, caller: Data<&Caller>) -> Result<Json<MessageBody>, ApiError> {
+    async fn dashboard(&self, caller: Auth<Chain>) -> Result<Json<MessageBody>, ApiError> {
         let user = &caller.identity()?.user;
         Ok(message(format!("Hello {}, welcome to your dashboard", user.username)))
     }
@@ -56,14 +57,14 @@ impl ExamplesApi {
     /// This view's chain is `["token"]` (DRF's per-view `authentication_classes`): a
     /// session cookie is not enough, and an anonymous call gets 401 `WWW-Authenticate: Token`.
     #[oai(path = "/profile/", method = "get", operation_id = "profile", tag = "ApiTags::Token")]
-    async fn profile(&self, caller: Data<&Caller>) -> Result<Json<ProfileBody>, ApiError> {
+    async fn profile(&self, caller: Auth<TokenOnly>) -> Result<Json<ProfileBody>, ApiError> {
         let user = &caller.identity()?.user;
         Ok(Json(ProfileBody { username: user.username.clone(), email: user.email.clone() }))
     }
 
     /// Who am I
     #[oai(path = "/whoami/", method = "get", operation_id = "whoami", tag = "ApiTags::Account")]
-    async fn whoami(&self, caller: Data<&Caller>) -> Result<Json<WhoAmI>, ApiError> {
+    async fn whoami(&self, caller: Auth<Chain>) -> Result<Json<WhoAmI>, ApiError> {
         let identity = caller.identity()?;
         Ok(Json(WhoAmI { user: UserRow::from(identity.user.as_ref()), auth: identity.method.as_str().to_owned() }))
     }
@@ -73,7 +74,7 @@ impl ExamplesApi {
     /// Allowed to users holding the Django-style permission `articles.can_publish`
     /// directly or through a group, and to superusers.
     #[oai(path = "/publish/", method = "post", operation_id = "publish")]
-    async fn publish(&self, caller: Data<&Caller>) -> Result<Json<MessageBody>, ApiError> {
+    async fn publish(&self, caller: Auth<Chain>) -> Result<Json<MessageBody>, ApiError> {
         let user = &caller.identity()?.user;
         Ok(message(format!("Article published by {}", user.username)))
     }

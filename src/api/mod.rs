@@ -10,6 +10,7 @@ pub mod fields;
 pub mod health;
 pub mod pagination;
 pub mod policy;
+pub mod security;
 pub mod session;
 pub mod tokens;
 

@@ -1,12 +1,12 @@
 //! Browser sessions: login, logout, CSRF, the session itself and the user's session list.
 use chrono::{DateTime, Utc};
-use poem::web::{Data, cookie::CookieJar};
+use poem::web::cookie::CookieJar;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde_json::{Map, Value, json};
 
+use super::security::{Auth, Chain, Optional, SessionOnly};
 use super::{
     ApiTags, MessageBody,
-    auth::Caller,
     body::DrfBody,
     cookies,
     fields::{Char, Fields},
@@ -112,7 +112,7 @@ impl SessionApi {
     #[oai(path = "/login/", method = "post", operation_id = "login")]
     async fn login(
         &self,
-        caller: Data<&Caller>,
+        caller: Auth<Optional>,
         jar: &CookieJar,
         body: DrfBody<LoginRequest>,
     ) -> Result<MessageResponse, ApiError> {
@@ -177,7 +177,7 @@ impl SessionApi {
     #[oai(path = "/logout/", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
-        caller: Data<&Caller>,
+        caller: Auth<Optional>,
         jar: &CookieJar,
         body: DrfBody<LogoutRequest>,
     ) -> Result<MessageResponse, ApiError> {
@@ -206,7 +206,7 @@ impl SessionApi {
     ///
     /// Revokes every session, token and JWT of the user, this one included.
     #[oai(path = "/logoutall/", method = "post", operation_id = "logoutall")]
-    async fn logoutall(&self, caller: Data<&Caller>, jar: &CookieJar) -> Result<MessageResponse, ApiError> {
+    async fn logoutall(&self, caller: Auth<Chain>, jar: &CookieJar) -> Result<MessageResponse, ApiError> {
         let identity = caller.identity()?;
         let state = &self.state;
         let user = accounts::rotate_stamp(&state.db, (*identity.user).clone()).await?;
@@ -225,7 +225,7 @@ impl SessionApi {
     /// Sets the `csrftoken` cookie if missing (Django's `ensure_csrf_cookie`) and returns a
     /// masked token to send as `X-CSRFToken` on unsafe session requests.
     #[oai(path = "/csrf/", method = "get", operation_id = "csrf")]
-    async fn csrf(&self, caller: Data<&Caller>, jar: &CookieJar) -> Json<CsrfBody> {
+    async fn csrf(&self, caller: Auth<Optional>, jar: &CookieJar) -> Json<CsrfBody> {
         let settings = &self.state.settings;
         let cookie = caller.creds.cookies.get(&settings.csrf.cookie_name).map(String::as_str);
         let secret = csrf::valid_cookie_secret(cookie).unwrap_or_else(|| {
@@ -238,7 +238,7 @@ impl SessionApi {
 
     /// The current session
     #[oai(path = "/session/", method = "get", operation_id = "session")]
-    async fn session(&self, caller: Data<&Caller>) -> Json<SessionBody> {
+    async fn session(&self, caller: Auth<Chain>) -> Json<SessionBody> {
         let identity = caller.identity.as_deref();
         Json(SessionBody {
             session_key: identity.and_then(Identity::session).map(|s| s.public_id.clone()),
@@ -248,7 +248,7 @@ impl SessionApi {
 
     /// Read the session's data
     #[oai(path = "/session/data/", method = "get", operation_id = "session_data_get")]
-    async fn session_data(&self, caller: Data<&Caller>) -> Result<Json<Value>, ApiError> {
+    async fn session_data(&self, caller: Auth<SessionOnly>) -> Result<Json<Value>, ApiError> {
         let session = caller.identity()?.session().ok_or(ApiError::NotFound)?;
         let data = sessions::data(&self.state.db, session.id).await?.ok_or(ApiError::NotFound)?;
         Ok(Json(Value::Object(data)))
@@ -261,7 +261,7 @@ impl SessionApi {
     #[oai(path = "/session/data/", method = "patch", operation_id = "session_data_patch")]
     async fn patch_session_data(
         &self,
-        caller: Data<&Caller>,
+        caller: Auth<SessionOnly>,
         body: DrfBody<SessionData>,
     ) -> Result<Json<Value>, ApiError> {
         let session = caller.identity()?.session().ok_or(ApiError::NotFound)?;
@@ -272,7 +272,7 @@ impl SessionApi {
 
     /// List my sessions
     #[oai(path = "/sessions/", method = "get", operation_id = "sessions_list")]
-    async fn sessions(&self, caller: Data<&Caller>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    async fn sessions(&self, caller: Auth<Chain>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
         let identity = caller.identity()?;
         let current = identity.session().map(|s| s.id);
         let rows = sessions::list_for_user(&self.state.db, identity.user.id).await?;
@@ -297,7 +297,7 @@ impl SessionApi {
     #[oai(path = "/sessions/:id/", method = "delete", operation_id = "sessions_delete")]
     async fn delete_session(
         &self,
-        caller: Data<&Caller>,
+        caller: Auth<Chain>,
         jar: &CookieJar,
         id: Path<String>,
     ) -> Result<Deleted, ApiError> {
@@ -319,7 +319,7 @@ impl SessionApi {
     #[oai(path = "/password/change/", method = "post", operation_id = "password_change", tag = "ApiTags::Account")]
     async fn password_change(
         &self,
-        caller: Data<&Caller>,
+        caller: Auth<Chain>,
         jar: &CookieJar,
         body: DrfBody<PasswordChangeRequest>,
     ) -> Result<MessageResponse, ApiError> {

@@ -1,9 +1,10 @@
 //! Opaque tokens (DRF's authtoken, one per device) and simplejwt's JWT endpoints.
 use chrono::{DateTime, Utc};
-use poem::{http::StatusCode, web::Data};
+use poem::http::StatusCode;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde_json::{Value, json};
 
+use super::security::{Auth, Chain, Nobody, Optional};
 use super::{
     ApiTags,
     auth::Caller,
@@ -153,7 +154,7 @@ impl TokenApi {
     #[oai(path = "/api-token-auth/", method = "post", operation_id = "api_token_auth", tag = "ApiTags::Token")]
     async fn obtain_token(
         &self,
-        caller: Data<&Caller>,
+        caller: Auth<Optional>,
         body: DrfBody<TokenRequest>,
     ) -> Result<Json<TokenBody>, ApiError> {
         let refused = ApiError::Validation(crate::service::FieldErrors::single(
@@ -172,7 +173,7 @@ impl TokenApi {
     ///
     /// Never the keys themselves.
     #[oai(path = "/tokens/", method = "get", operation_id = "tokens_list", tag = "ApiTags::Token")]
-    async fn list_tokens(&self, caller: Data<&Caller>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    async fn list_tokens(&self, caller: Auth<Chain>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
         let user = &caller.identity()?.user;
         let rows = tokens::list_for_user(&self.state.db, user.id).await?;
         Ok(Json(
@@ -192,7 +193,7 @@ impl TokenApi {
     ///
     /// 404 when the id is not one of the caller's tokens.
     #[oai(path = "/tokens/:id/", method = "delete", operation_id = "tokens_delete", tag = "ApiTags::Token")]
-    async fn delete_token(&self, caller: Data<&Caller>, id: Path<String>) -> Result<Deleted, ApiError> {
+    async fn delete_token(&self, caller: Auth<Chain>, id: Path<String>) -> Result<Deleted, ApiError> {
         let user = &caller.identity()?.user;
         let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
         if !tokens::delete(&self.state.db, user.id, id).await? {
@@ -204,7 +205,7 @@ impl TokenApi {
 
     /// Obtain a JWT pair (simplejwt's `TokenObtainPairView`)
     #[oai(path = "/api/token/", method = "post", operation_id = "jwt_obtain", tag = "ApiTags::Jwt")]
-    async fn jwt_obtain(&self, caller: Data<&Caller>, body: DrfBody<PairRequest>) -> Result<Json<PairBody>, ApiError> {
+    async fn jwt_obtain(&self, caller: Auth<Nobody>, body: DrfBody<PairRequest>) -> Result<Json<PairBody>, ApiError> {
         let refused = ApiError::Body {
             status: StatusCode::UNAUTHORIZED,
             body: json!({"detail": "No active account found with the given credentials"}),
@@ -223,7 +224,7 @@ impl TokenApi {
     #[oai(path = "/api/token/refresh/", method = "post", operation_id = "jwt_refresh", tag = "ApiTags::Jwt")]
     async fn jwt_refresh(
         &self,
-        caller: Data<&Caller>,
+        caller: Auth<Nobody>,
         body: DrfBody<RefreshRequest>,
     ) -> Result<Json<RefreshBody>, ApiError> {
         let token = required(&body.data, "refresh")?;

@@ -38,3 +38,30 @@ async fn every_operation_but_the_operational_ones_has_an_authentication_policy()
         assert_eq!(has_policy, path != "/healthz", "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_spec_offers_the_four_schemes_and_says_which_each_operation_accepts() {
+    let app = TestApp::new().await;
+    let spec: serde_json::Value = serde_json::from_str(&portcullis::app::spec_json(&app.state)).unwrap();
+    let schemes = &spec["components"]["securitySchemes"];
+    assert_eq!(schemes["session"]["in"], "cookie");
+    assert_eq!(schemes["session"]["name"], "sessionid");
+    assert_eq!(
+        (schemes["token"]["in"].as_str(), schemes["token"]["name"].as_str()),
+        (Some("header"), Some("Authorization"))
+    );
+    assert_eq!(
+        (schemes["jwt"]["scheme"].as_str(), schemes["jwt"]["bearerFormat"].as_str()),
+        (Some("bearer"), Some("JWT"))
+    );
+    assert_eq!(schemes["basic"]["scheme"], "basic");
+    let security = |path: &str, method: &str| spec["paths"][path][method]["security"].clone();
+    let chain = serde_json::json!([{"session": []}, {"token": []}, {"jwt": []}, {"basic": []}]);
+    assert_eq!(security("/protected", "get"), chain);
+    assert_eq!(security("/profile", "get"), serde_json::json!([{"token": []}]));
+    assert_eq!(security("/session/data", "patch"), serde_json::json!([{"session": []}]));
+    let mut optional = chain.as_array().unwrap().clone();
+    optional.push(serde_json::json!({}));
+    assert_eq!(security("/login", "post"), serde_json::Value::Array(optional));
+    assert_eq!(security("/api/token/refresh", "post"), serde_json::json!([{}]));
+}
