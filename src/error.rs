@@ -7,7 +7,7 @@ use poem::{
 };
 use poem_openapi::{
     ApiResponse, Object,
-    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
     types::Type,
 };
 use serde_json::{Value, json};
@@ -186,28 +186,64 @@ pub struct ErrorDetail {
 /// The error responses every endpoint can give, documented once.
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
-        let detail = || vec![MetaMediaType { content_type: "application/json", schema: ErrorDetail::schema_ref() }];
+        let json = |schema| vec![MetaMediaType { content_type: "application/json", schema }];
+        let header = |name: &str, description: &str| MetaHeader {
+            name: name.to_owned(),
+            description: Some(description.to_owned()),
+            required: false,
+            deprecated: false,
+            schema: String::schema_ref(),
+        };
         let response = |status: u16, description: &'static str| MetaResponse {
             description,
             status: Some(status),
             status_range: None,
-            content: detail(),
+            content: json(ErrorDetail::schema_ref()),
             headers: vec![],
         };
         MetaResponses {
             responses: vec![
+                MetaResponse {
+                    content: json(ErrorBody::schema_ref()),
+                    ..response(
+                        400,
+                        "Invalid input: a field map such as `{\"username\": [\"This field is required.\"]}`, `{\"detail\": \"JSON parse error - ...\"}`, or login's `{\"error\": \"Invalid credentials\"}`",
+                    )
+                },
+                MetaResponse {
+                    content: json(ErrorBody::schema_ref()),
+                    headers: vec![header(
+                        "WWW-Authenticate",
+                        "The first authenticator's challenge: `Token`, `Bearer realm=\"api\"` or `Basic realm=\"api\"`",
+                    )],
+                    ..response(
+                        401,
+                        "Not authenticated, or bad credentials, when the view's first authenticator has a challenge (DRF); simplejwt's errors carry `code` and `messages`",
+                    )
+                },
                 response(
-                    400,
-                    "Invalid input: a field map such as `{\"username\": [\"This field is required.\"]}`, or `{\"detail\": \"JSON parse error - ...\"}`",
+                    403,
+                    "Not authenticated when the first authenticator is the session (DRF's 403), `CSRF Failed: ...`, or `You do not have permission to perform this action.`",
                 ),
+                response(404, "`Not found.`"),
+                response(405, "`Method \"X\" not allowed.`"),
                 response(413, "The body is larger than `server.max_body_bytes`"),
                 response(415, "The body is neither JSON nor form-encoded"),
-                response(503, "The database did not answer"),
+                MetaResponse {
+                    headers: vec![header("Retry-After", "Seconds until the next attempt may succeed")],
+                    ..response(429, "`Request was throttled. Expected available in N seconds.`")
+                },
+                response(503, "The database (or the shared throttle store) did not answer"),
             ],
         }
     }
 
     fn register(registry: &mut Registry) {
         ErrorDetail::register(registry);
+        ErrorBody::register(registry);
     }
 }
+
+/// Any JSON object: DRF's field map (`{"field": ["message", ...]}`), `{"detail": ...}`, or
+/// simplejwt's `{"detail", "code", "messages"}`.
+pub type ErrorBody = std::collections::HashMap<String, Value>;
