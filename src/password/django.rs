@@ -386,7 +386,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "Django's default costs take ~30 s unoptimised: cargo test --release -- --ignored"]
     fn djangos_default_cost_examples_verify() {
         assert_examples(&DJANGO_DEFAULT_COST_EXAMPLES);
     }
