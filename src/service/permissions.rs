@@ -93,18 +93,9 @@ async fn find_user(db: &impl ConnectionTrait, username: &str) -> Result<user::Mo
 pub async fn grant(db: &impl ConnectionTrait, username: &str, perm: &str) -> Result<bool, ServiceError> {
     let account = find_user(db, username).await?;
     let perm = ensure_permission(db, perm).await?;
-    let existing = user_permissions::Entity::find()
-        .filter(user_permissions::Column::UserId.eq(account.id))
-        .filter(user_permissions::Column::PermissionId.eq(perm.id))
-        .count(db)
-        .await?;
-    if existing > 0 {
-        return Ok(false);
-    }
     let row =
         user_permissions::ActiveModel { user_id: Set(account.id), permission_id: Set(perm.id), ..Default::default() };
-    row.insert(db).await?;
-    Ok(true)
+    added(row.insert(db).await)
 }
 
 /// Takes `perm` from a user (`revoke`); `false` when they did not have it.
@@ -133,34 +124,25 @@ async fn ensure_group(db: &impl ConnectionTrait, name: &str) -> Result<group::Mo
 pub async fn add_to_group(db: &impl ConnectionTrait, username: &str, group_name: &str) -> Result<bool, ServiceError> {
     let account = find_user(db, username).await?;
     let group = ensure_group(db, group_name).await?;
-    let existing = user_groups::Entity::find()
-        .filter(user_groups::Column::UserId.eq(account.id))
-        .filter(user_groups::Column::GroupId.eq(group.id))
-        .count(db)
-        .await?;
-    if existing > 0 {
-        return Ok(false);
-    }
-    user_groups::ActiveModel { user_id: Set(account.id), group_id: Set(group.id), ..Default::default() }
-        .insert(db)
-        .await?;
-    Ok(true)
+    let row = user_groups::ActiveModel { user_id: Set(account.id), group_id: Set(group.id), ..Default::default() };
+    added(row.insert(db).await)
 }
 
 /// Gives `perm` to every member of a group (`grant --group`).
 pub async fn grant_group(db: &impl ConnectionTrait, group_name: &str, perm: &str) -> Result<bool, ServiceError> {
     let group = ensure_group(db, group_name).await?;
     let perm = ensure_permission(db, perm).await?;
-    let existing = group_permissions::Entity::find()
-        .filter(group_permissions::Column::GroupId.eq(group.id))
-        .filter(group_permissions::Column::PermissionId.eq(perm.id))
-        .count(db)
-        .await?;
-    if existing > 0 {
-        return Ok(false);
+    let row =
+        group_permissions::ActiveModel { group_id: Set(group.id), permission_id: Set(perm.id), ..Default::default() };
+    added(row.insert(db).await)
+}
+
+/// A join row inserted (`true`), or already there (`false`: the pair is unique, so a
+/// concurrent grant of the same thing is not an error either).
+fn added<T>(inserted: Result<T, DbErr>) -> Result<bool, ServiceError> {
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(e) if crate::store::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    group_permissions::ActiveModel { group_id: Set(group.id), permission_id: Set(perm.id), ..Default::default() }
-        .insert(db)
-        .await?;
-    Ok(true)
 }

@@ -185,6 +185,10 @@ async fn token_and_permission_commands() {
     assert!(run(dir.path(), &env, &["grant", "--group", "editors", "articles.can_publish"], "").status.success());
     let out = run(dir.path(), &env, &["addtogroup", "writer", "editors"], "");
     assert_eq!(text(&out.stdout).trim(), "Added 'writer' to group 'editors'.");
+    let out = run(dir.path(), &env, &["addtogroup", "writer", "editors"], "");
+    assert_eq!(text(&out.stdout).trim(), "'writer' was already in group 'editors'.");
+    let out = run(dir.path(), &env, &["grant", "--group", "editors", "articles.can_publish"], "");
+    assert_eq!(text(&out.stdout).trim(), "Group 'editors' already had articles.can_publish.");
     assert_eq!(publish().await.status, 200);
     let out = run(dir.path(), &env, &["grant", "writer", "nodot"], "");
     assert_eq!(out.status.code(), Some(1));
