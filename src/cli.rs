@@ -101,6 +101,33 @@ pub enum Command {
     },
     /// Delete audit events older than audit.retention_days
     Clearaudit,
+    /// Import users, groups, permissions, DRF tokens (and live sessions) from a Django project
+    #[command(name = "import-django")]
+    ImportDjango {
+        /// The Django database (sqlite:///path/to/db.sqlite3, postgres://user@host/db) or a
+        /// `manage.py dumpdata auth authtoken contenttypes --format json` file
+        #[arg(long, value_name = "SOURCE")]
+        from: String,
+        /// Check and count everything, write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Leave out rows that cannot be imported (and what depends on them) instead of stopping
+        #[arg(long)]
+        skip_bad_rows: bool,
+        /// Also import live django_session rows (needs Django's SECRET_KEY)
+        #[arg(long)]
+        sessions: bool,
+        /// Django's SECRET_KEY, to verify session data (prefer the env variable or a file:
+        /// command lines are visible to other users)
+        #[arg(long, env = "DJANGO_SECRET_KEY", hide_env_values = true, value_name = "KEY")]
+        django_secret_key: Option<String>,
+        /// A file holding Django's SECRET_KEY
+        #[arg(long, value_name = "FILE", conflicts_with = "django_secret_key")]
+        django_secret_key_file: Option<PathBuf>,
+        /// Django's SECRET_KEY_FALLBACKS, tried after the key (repeatable)
+        #[arg(long, value_name = "KEY")]
+        django_secret_key_fallback: Vec<String>,
+    },
 }
 
 impl Command {
@@ -140,6 +167,44 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), String> {
                     createsuperuser(&state, username, email, noinput).await
                 }
                 Command::Changepassword { username } => changepassword(&state, &username).await,
+                Command::ImportDjango {
+                    from,
+                    dry_run,
+                    skip_bad_rows,
+                    sessions,
+                    django_secret_key,
+                    django_secret_key_file,
+                    django_secret_key_fallback,
+                } => {
+                    let secret = match (django_secret_key, django_secret_key_file) {
+                        (Some(key), _) => Some(key),
+                        (None, Some(file)) => Some(
+                            std::fs::read_to_string(&file)
+                                .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+                                .trim_end_matches(['\r', '\n'])
+                                .to_owned(),
+                        ),
+                        (None, None) => None,
+                    };
+                    let secret_keys = match (sessions, secret) {
+                        (false, _) => Vec::new(),
+                        (true, None) => {
+                            return Err("--sessions needs Django's SECRET_KEY: --django-secret-key-file FILE or \
+                                        DJANGO_SECRET_KEY"
+                                .into());
+                        }
+                        (true, Some(key)) if key.is_empty() => return Err("the Django SECRET_KEY is empty".into()),
+                        (true, Some(key)) => std::iter::once(key).chain(django_secret_key_fallback).collect(),
+                    };
+                    let options = crate::django_import::Options {
+                        source: crate::django_import::Source::parse(&from)?,
+                        dry_run,
+                        skip_bad_rows,
+                        secret_keys,
+                        progress: std::io::stderr().is_terminal(),
+                    };
+                    import_django(&state, &options).await
+                }
                 other => admin(&state, other).await.map_err(describe),
             };
             // The audit trail is written in the background: finish before exiting.
@@ -239,8 +304,30 @@ async fn admin(state: &AppState, command: Command) -> Result<(), ServiceError> {
         | Command::Migrate
         | Command::Openapi
         | Command::Createsuperuser { .. }
-        | Command::Changepassword { .. } => {}
+        | Command::Changepassword { .. }
+        | Command::ImportDjango { .. } => {}
     }
+    Ok(())
+}
+
+/// Problems on stderr, the summary line on stdout.
+async fn import_django(state: &AppState, options: &crate::django_import::Options) -> Result<(), String> {
+    let summary = crate::django_import::run(state, options).await.map_err(|e| e.to_string())?;
+    for skipped in &summary.skipped {
+        eprintln!("skipped {skipped}");
+    }
+    for user in &summary.unreadable_hashes {
+        eprintln!("warning: {user}");
+    }
+    let dropped = [
+        (summary.sessions_expired, "expired"),
+        (summary.sessions_anonymous, "anonymous (no user)"),
+        (summary.sessions_stale, "stale (password changed since login)"),
+    ];
+    for (n, why) in dropped.iter().filter(|(n, _)| *n > 0) {
+        eprintln!("not imported: {n} {why} sessions");
+    }
+    println!("{}", summary.line());
     Ok(())
 }
 

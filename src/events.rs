@@ -35,6 +35,8 @@ pub enum EventKind {
     RefreshReuseDetected,
     /// A throttle refused the request; `detail.scope` says which.
     Throttled,
+    /// `import-django` wrote users, groups, permissions, tokens or sessions.
+    DjangoImport,
 }
 
 impl EventKind {
@@ -72,10 +74,11 @@ impl EventKind {
             Self::JwtRotated => "jwt_rotated",
             Self::RefreshReuseDetected => "refresh_reuse_detected",
             Self::Throttled => "throttled",
+            Self::DjangoImport => "django_import",
         }
     }
 
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         Self::UserCreated,
         Self::LoginSucceeded,
         Self::LoginFailed,
@@ -93,6 +96,7 @@ impl EventKind {
         Self::JwtRotated,
         Self::RefreshReuseDetected,
         Self::Throttled,
+        Self::DjangoImport,
     ];
 }
 

@@ -9,6 +9,7 @@ pub mod authn;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod django_import;
 pub mod error;
 pub mod events;
 pub mod metrics;

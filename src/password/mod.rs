@@ -147,6 +147,12 @@ impl Passwords {
         self.blocking(move |inner| inner.verify(password.as_bytes(), encoded.as_deref())).await
     }
 
+    /// Whether some hasher in the list reads `encoded` (an imported hash in a format none
+    /// reads can never match: its user needs a new password).
+    pub fn knows_format(&self, encoded: &str) -> bool {
+        self.inner.preferred.identifies(encoded) || self.inner.others.iter().any(|h| h.identifies(encoded))
+    }
+
     /// Whether a stored hash should be replaced, without checking any password.
     pub fn must_update(&self, encoded: &str) -> bool {
         self.inner.must_update(encoded)

@@ -399,8 +399,15 @@ pub fn stamp_claim(stamp: &str) -> String {
     hex::encode(&digest[..16])
 }
 
+/// Whether a token's stamp claim is the user's current stamp. A token without one was
+/// issued by simplejwt before the move from Django: it is honoured while the user still has
+/// the stamp `import-django` gave them under their Django id (a password change or "log out
+/// everywhere" since replaces it, and ends those tokens as it ends ours).
 pub fn stamp_matches(claim: Option<&str>, stamp: &str) -> bool {
-    claim.is_some_and(|c| crypto::constant_time_eq(c.as_bytes(), stamp_claim(stamp).as_bytes()))
+    match claim {
+        Some(c) => crypto::constant_time_eq(c.as_bytes(), stamp_claim(stamp).as_bytes()),
+        None => stamp.starts_with(crate::django_import::IMPORTED_STAMP_PREFIX),
+    }
 }
 
 /// The generated HS256 key: created once by whichever instance starts first (an insert

@@ -6,6 +6,7 @@
 mod binary;
 mod chain;
 mod csrf;
+mod django;
 mod errors;
 mod helpers;
 mod jwt;
