@@ -31,8 +31,8 @@ fn method_label(method: &poem::http::Method) -> &'static str {
 /// trailing-slash normalisation, DRF-shaped errors for everything, one log line per request.
 pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let service = api::service(&state);
-    let spec = service.spec_endpoint();
-    let docs = service.swagger_ui();
+    let spec = api::spec::spec_endpoint(&state);
+    let docs = api::spec::swagger_ui(&state);
     let limit = state.settings.server.max_body_bytes;
     let shared = std::sync::Arc::new(state.clone());
     let metrics = std::sync::Arc::clone(&state.metrics);
@@ -55,7 +55,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
 
 /// The spec as served at `/openapi.json` (and written to `openapi/openapi.json`).
 pub fn spec_json(state: &AppState) -> String {
-    api::service(state).spec()
+    api::spec::document(state)
 }
 
 async fn map_errors<E: Endpoint>(next: E, req: Request, limit: usize) -> poem::Result<Response> {

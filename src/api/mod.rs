@@ -12,6 +12,7 @@ pub mod pagination;
 pub mod policy;
 pub mod security;
 pub mod session;
+pub mod spec;
 pub mod tokens;
 
 use poem_openapi::{Object, OpenApiService, Tags};
@@ -25,6 +26,7 @@ pub enum ApiTags {
     /// Opaque `Authorization: Token <key>` keys (DRF's authtoken).
     Token,
     /// JSON Web Tokens (simplejwt's access/refresh pairs).
+    #[oai(rename = "JWT")]
     Jwt,
     /// Accounts: registration, profile, password.
     Account,

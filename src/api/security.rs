@@ -19,6 +19,8 @@ pub const SESSION: &str = "session";
 pub const TOKEN: &str = "token";
 pub const JWT: &str = "jwt";
 pub const BASIC: &str = "basic";
+/// Not a way to authenticate: what unsafe requests under the session also need (see `spec`).
+pub const CSRF: &str = "csrf";
 
 /// Which schemes an operation accepts, and whether anonymous callers are let in.
 pub trait Schemes: Send + Sync + 'static {

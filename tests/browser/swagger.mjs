@@ -243,6 +243,21 @@ async function scenarioPageAndSession(browser, spec) {
     check(protRes.body.includes('Hello'), `GET ${protectedPath} body contains "Hello"`,
       `body: ${protRes.body.slice(0, 300)}`);
     await screenshotResponse(page, protRes.statusLocator, 'swagger-session.png');
+
+    // An unsafe request under the session: the page copies the csrftoken cookie into
+    // X-CSRFToken (DRF's SessionAuthentication refuses it with 403 otherwise).
+    const dataPath = specPath(spec, 'session_data_patch');
+    check(dataPath, 'the spec has the session data operation', '');
+    const patch = operation(page, 'patch', dataPath);
+    await expand(patch);
+    await tryItOut(patch);
+    const patchBox = patch.locator('textarea.body-param__text');
+    await patchBox.waitFor();
+    await patchBox.fill(JSON.stringify({ theme: 'dark' }, null, 2));
+    const patchRes = await execute(patch);
+    check(patchRes.status === '200', `PATCH ${dataPath} via "Try it out" shows 200 (CSRF header filled in by the page)`,
+      `shown: ${patchRes.status}, body: ${patchRes.body.slice(0, 300)}, curl: ${patchRes.curl.slice(0, 300)}`);
+    check(patchRes.body.includes('dark'), `PATCH ${dataPath} body has the merged data`, `body: ${patchRes.body.slice(0, 300)}`);
     return true;
   } catch (e) {
     if (!(e instanceof CheckFailed)) fail(`scenario session: ${e.message.split('\n')[0]}`);

@@ -1,0 +1,146 @@
+//! The served OpenAPI document and the Swagger UI page.
+//!
+//! poem-openapi generates the document from the handlers; three things it cannot say are
+//! added here, in one pass over the generated JSON:
+//! - paths end in `/`, as DRF's URLs (and API.md) do; the server answers both forms;
+//! - an unsafe request authenticated by the session cookie also needs the `X-CSRFToken`
+//!   header (DRF's `SessionAuthentication.enforce_csrf`): those operations require the
+//!   `session` scheme *and* the `csrf` one;
+//! - a response poem-openapi left without a description gets its status's reason phrase.
+//!
+//! The Swagger UI page embeds that document and copies the `csrftoken` cookie into the
+//! `X-CSRFToken` header of unsafe requests, as Django's documentation tells JavaScript
+//! clients to do, so "Try it out" works after logging in on the page itself.
+use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, endpoint::make_sync, http::StatusCode, web::Html};
+use serde_json::{Value, json};
+
+use super::security::{CSRF, SESSION};
+use crate::state::AppState;
+
+/// Paths that are not DRF views and keep their exact form.
+const NO_SLASH: &[&str] = &["/healthz"];
+
+/// The document as served at `/openapi.json` and written by `portcullis openapi`.
+pub fn document(state: &AppState) -> String {
+    finish(&super::service(state).spec())
+}
+
+/// Applies this module's additions to poem-openapi's document.
+fn finish(generated: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<Value>(generated) else {
+        return generated.to_owned();
+    };
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        let old = std::mem::take(paths);
+        for (path, mut item) in old {
+            if let Some(operations) = item.as_object_mut() {
+                for (method, operation) in operations.iter_mut() {
+                    finish_operation(method, operation);
+                }
+            }
+            let path = if NO_SLASH.contains(&path.as_str()) || path.ends_with('/') { path } else { format!("{path}/") };
+            paths.insert(path, item);
+        }
+    }
+    if let Some(schemes) = doc.pointer_mut("/components/securitySchemes").and_then(Value::as_object_mut) {
+        schemes.insert(
+            CSRF.into(),
+            json!({
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-CSRFToken",
+                "description": "Django's CSRF token: the value of the `csrftoken` cookie (`GET /csrf/` sets it and \
+                    returns it). Needed, with the session cookie, on POST/PUT/PATCH/DELETE requests \
+                    authenticated by the session; not with Token, Bearer or Basic. The Swagger UI page \
+                    fills it in from the cookie by itself."
+            }),
+        );
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| generated.to_owned())
+}
+
+fn finish_operation(method: &str, operation: &mut Value) {
+    let unsafe_method = matches!(method, "post" | "put" | "patch" | "delete");
+    if unsafe_method && let Some(security) = operation.get_mut("security").and_then(Value::as_array_mut) {
+        for requirement in security.iter_mut().filter_map(Value::as_object_mut) {
+            if requirement.len() == 1 && requirement.contains_key(SESSION) {
+                requirement.insert(CSRF.into(), json!([]));
+            }
+        }
+    }
+    if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+        for (status, response) in responses.iter_mut() {
+            let empty = response.get("description").and_then(Value::as_str).is_none_or(str::is_empty);
+            let reason = status.parse::<u16>().ok().and_then(|s| StatusCode::from_u16(s).ok());
+            if let (true, Some(reason), Some(map)) = (empty, reason, response.as_object_mut()) {
+                map.insert("description".into(), json!(reason.canonical_reason().unwrap_or("Response")));
+            }
+        }
+    }
+}
+
+/// Runs before every "Try it out" request: unsafe methods carry the CSRF cookie's value
+/// (same origin only; Swagger UI sends the browser's cookies itself).
+const CSRF_INTERCEPTOR: &str = r#"requestInterceptor: (req) => {
+            if (!/^(GET|HEAD|OPTIONS|TRACE)$/i.test(req.method || "GET")) {
+                const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+                if (m && !req.headers["X-CSRFToken"]) { req.headers["X-CSRFToken"] = decodeURIComponent(m[1]); }
+            }
+            return req;
+        },
+        deepLinking: true,"#;
+
+/// `/docs/`: poem-openapi's Swagger UI (scripts and styles inline: works offline) with the
+/// finished document and the CSRF interceptor.
+pub fn swagger_ui(state: &AppState) -> impl Endpoint<Output = Response> + use<> {
+    let service = super::service(state);
+    let generated = service.spec();
+    let html = service.swagger_ui_html().replacen(&generated, &finish(&generated), 1).replacen(
+        "deepLinking: true,",
+        CSRF_INTERCEPTOR,
+        1,
+    );
+    Route::new().at("/", make_sync(move |_| Html(html.clone()))).map_to_response()
+}
+
+/// `/openapi.json`.
+pub fn spec_endpoint(state: &AppState) -> impl Endpoint<Output = Response> + use<> {
+    let body = document(state);
+    make_sync(move |_| body.clone().with_content_type("application/json; charset=utf-8").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operation<'a>(doc: &'a Value, path: &str, method: &str) -> Option<&'a serde_json::Map<String, Value>> {
+        doc.get("paths")?.get(path)?.get(method)?.as_object()
+    }
+
+    #[test]
+    fn paths_get_slashes_unsafe_session_operations_need_csrf_and_responses_a_description() {
+        let generated = json!({
+            "paths": {
+                "/login": {"post": {"security": [{"session": []}, {"token": []}, {}],
+                                    "responses": {"200": {"description": ""}, "400": {"description": "Bad"}}}},
+                "/session/data": {"get": {"security": [{"session": []}]}, "patch": {"security": [{"session": []}]}},
+                "/tokens/{id}": {"delete": {"security": [{"session": []}]}},
+                "/healthz": {"get": {}}
+            },
+            "components": {"securitySchemes": {"session": {}}}
+        });
+        let doc: Value = serde_json::from_str(&finish(&generated.to_string())).unwrap();
+        let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(paths, ["/login/", "/session/data/", "/tokens/{id}/", "/healthz"]);
+        let login = operation(&doc, "/login/", "post").unwrap();
+        assert_eq!(login["security"], json!([{"session": [], "csrf": []}, {"token": []}, {}]));
+        assert_eq!(login["responses"]["200"]["description"], "OK");
+        assert_eq!(login["responses"]["400"]["description"], "Bad");
+        assert_eq!(operation(&doc, "/session/data/", "get").unwrap()["security"], json!([{"session": []}]));
+        assert_eq!(
+            operation(&doc, "/tokens/{id}/", "delete").unwrap()["security"],
+            json!([{"session": [], "csrf": []}])
+        );
+        assert_eq!(doc["components"]["securitySchemes"]["csrf"]["name"], "X-CSRFToken");
+    }
+}
