@@ -1,7 +1,7 @@
 //! Browser sessions: login, logout, CSRF, the session itself and the user's session list.
 use chrono::{DateTime, Utc};
 use poem::web::cookie::CookieJar;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
 use serde_json::{Map, Value, json};
 
 use super::security::{Auth, Chain, Optional, SessionOnly};
@@ -27,11 +27,19 @@ pub struct SessionApi {
     pub state: AppState,
 }
 
-/// Username and password.
+/// Username and password (JSON or form-encoded).
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct LoginRequest {
+    /// Case-sensitive, as Django's.
     pub username: String,
     pub password: String,
+}
+
+impl Example for LoginRequest {
+    fn example() -> Self {
+        Self { username: "john".into(), password: "correct-horse-battery".into() }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -79,17 +87,33 @@ pub enum Deleted {
     NoContent,
 }
 
-/// With JWT authentication, the refresh token to blacklist.
+/// Optional: with JWT authentication, the refresh token to blacklist too. A session or
+/// Token caller sends an empty body or `{}`.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct LogoutRequest {
     pub refresh: Option<String>,
 }
 
+impl Example for LogoutRequest {
+    fn example() -> Self {
+        Self { refresh: None }
+    }
+}
+
 /// Old and new password.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct PasswordChangeRequest {
     pub old_password: String,
+    /// Checked by Django's validators, as at registration.
     pub new_password: String,
+}
+
+impl Example for PasswordChangeRequest {
+    fn example() -> Self {
+        Self { old_password: "correct-horse-battery".into(), new_password: "tr0ub4dor-and-3-more".into() }
+    }
 }
 
 /// The session's own data: any JSON object.

@@ -1,7 +1,7 @@
 //! Opaque tokens (DRF's authtoken, one per device) and simplejwt's JWT endpoints.
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
 use serde_json::{Value, json};
 
 use super::security::{Auth, Chain, Nobody, Optional};
@@ -29,6 +29,7 @@ pub struct TokenApi {
 
 /// Credentials, and an optional device name for the token.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct TokenRequest {
     pub username: String,
     pub password: String,
@@ -36,10 +37,24 @@ pub struct TokenRequest {
     pub name: Option<String>,
 }
 
+impl Example for TokenRequest {
+    fn example() -> Self {
+        Self { username: "john".into(), password: "correct-horse-battery".into(), name: Some("iPhone".into()) }
+    }
+}
+
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct TokenBody {
-    /// 40 lowercase hex characters. Shown once: only a digest is stored.
+    /// 40 lowercase hex characters, for `Authorization: Token <key>`. Shown once: only a
+    /// digest is stored.
     pub token: String,
+}
+
+impl Example for TokenBody {
+    fn example() -> Self {
+        Self { token: "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b".into() }
+    }
 }
 
 #[derive(Debug, Object)]
@@ -51,21 +66,49 @@ pub struct TokenInfo {
     pub expires: Option<DateTime<Utc>>,
 }
 
+/// Username and password, as simplejwt's `TokenObtainPairView` takes them.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct PairRequest {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Object)]
-pub struct PairBody {
-    pub refresh: String,
-    pub access: String,
+impl Example for PairRequest {
+    fn example() -> Self {
+        Self { username: "john".into(), password: "correct-horse-battery".into() }
+    }
 }
 
 #[derive(Debug, Object)]
+#[oai(example)]
+pub struct PairBody {
+    /// Exchange it at `POST /api/token/refresh/` for a new access token.
+    pub refresh: String,
+    /// Send it as `Authorization: Bearer <access>`; short-lived.
+    pub access: String,
+}
+
+impl Example for PairBody {
+    fn example() -> Self {
+        Self { refresh: EXAMPLE_JWT.into(), access: EXAMPLE_JWT.into() }
+    }
+}
+
+/// A shortened JWT for the examples (header.payload.signature).
+const EXAMPLE_JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIn0.c2lnbmF0dXJl";
+
+/// A refresh token.
+#[derive(Debug, Object)]
+#[oai(example)]
 pub struct RefreshRequest {
     pub refresh: String,
+}
+
+impl Example for RefreshRequest {
+    fn example() -> Self {
+        Self { refresh: EXAMPLE_JWT.into() }
+    }
 }
 
 #[derive(Debug, Object)]
@@ -76,9 +119,17 @@ pub struct RefreshBody {
     pub refresh: Option<String>,
 }
 
+/// An access or refresh token to check.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct VerifyRequest {
     pub token: String,
+}
+
+impl Example for VerifyRequest {
+    fn example() -> Self {
+        Self { token: EXAMPLE_JWT.into() }
+    }
 }
 
 /// `{}`
