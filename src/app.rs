@@ -3,7 +3,7 @@ use std::time::Instant;
 
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
-    middleware::{CookieJarManager, NormalizePath, TrailingSlash},
+    middleware::{CatchPanic, CookieJarManager, NormalizePath, TrailingSlash},
 };
 
 use crate::{
@@ -34,6 +34,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let spec = api::spec::spec_endpoint(&state);
     let docs = api::spec::swagger_ui(&state);
     let limit = state.settings.server.max_body_bytes;
+    let allow = std::sync::Arc::new(api::spec::AllowTable::new(&state));
     let shared = std::sync::Arc::new(state.clone());
     let metrics = std::sync::Arc::clone(&state.metrics);
     let scrape = metrics_endpoint(&state, true);
@@ -47,7 +48,16 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .around(move |next, req| crate::api::auth::authenticate(next, req, std::sync::Arc::clone(&shared)))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(state)
-        .around(move |next, req| map_errors(next, req, limit))
+        .around(move |next, req| map_errors(next, req, limit, std::sync::Arc::clone(&allow)))
+        // A bug must still answer DRF's JSON 500 (and be logged), not drop the connection.
+        .with(CatchPanic::new().with_handler(|panic: Box<dyn std::any::Any + Send>| {
+            let cause = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            crate::error::ApiError::Internal(format!("panic: {cause}")).to_response()
+        }))
         .with(CookieJarManager::new())
         .around(move |next, req| log_requests(next, req, std::sync::Arc::clone(&metrics)))
         .into_endpoint()
@@ -58,12 +68,24 @@ pub fn spec_json(state: &AppState) -> String {
     api::spec::document(state)
 }
 
-async fn map_errors<E: Endpoint>(next: E, req: Request, limit: usize) -> poem::Result<Response> {
+async fn map_errors<E: Endpoint>(
+    next: E,
+    req: Request,
+    limit: usize,
+    allow: std::sync::Arc<api::spec::AllowTable>,
+) -> poem::Result<Response> {
     let method = req.method().clone();
-    Ok(match next.call(req).await {
+    let path = req.uri().path().to_owned();
+    let mut resp = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => to_drf_response(err, &method, limit),
-    })
+    };
+    if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = allow.allow(&path).and_then(|m| poem::http::HeaderValue::from_str(m).ok())
+    {
+        resp.headers_mut().insert(poem::http::header::ALLOW, methods);
+    }
+    Ok(resp)
 }
 
 /// `GET /metrics`. On the main listener (`behind_token`) only for `Authorization: Bearer

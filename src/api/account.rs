@@ -23,12 +23,17 @@ pub struct AccountApi {
 #[oai(example)]
 pub struct RegisterRequest {
     /// 150 characters or fewer: letters, digits and @/./+/-/_ only. Unique, ignoring case.
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub username: String,
     /// Checked by Django's four default validators (similarity to the other fields, at
     /// least 8 characters, not a common password, not entirely numeric).
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub password: String,
+    #[oai(validator(pattern = r"^[^\x00]*$"))]
     pub email: Option<String>,
+    #[oai(validator(pattern = r"^[^\x00]*$"))]
     pub first_name: Option<String>,
+    #[oai(validator(pattern = r"^[^\x00]*$"))]
     pub last_name: Option<String>,
 }
 

@@ -21,6 +21,7 @@ pub struct UserRow {
     pub is_active: bool,
     pub is_staff: bool,
     pub is_superuser: bool,
+    #[oai(nullable)]
     pub last_login: Option<DateTime<Utc>>,
     pub date_joined: DateTime<Utc>,
 }
@@ -47,7 +48,9 @@ impl From<&user::Model> for UserRow {
 pub struct UserPage {
     pub count: u64,
     /// The next page's URL (path and query), or null.
+    #[oai(nullable)]
     pub next: Option<String>,
+    #[oai(nullable)]
     pub previous: Option<String>,
     pub results: Vec<UserRow>,
 }

@@ -26,15 +26,20 @@ pub struct AuditEntry {
     /// login_succeeded, login_failed, logged_out, logged_out_everywhere, session_revoked,
     /// token_created, token_revoked, jwt_issued, jwt_rotated, refresh_reuse_detected,
     /// password_changed, user_created, user_activated, user_deactivated,
-    /// permission_granted, permission_revoked, throttled
+    /// permission_granted, permission_revoked, throttled, django_import
     pub event: String,
+    #[oai(nullable)]
     pub user_id: Option<i64>,
     /// The user, or for a failed login the username that was tried.
+    #[oai(nullable)]
     pub username: Option<String>,
+    #[oai(nullable)]
     pub ip: Option<String>,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
     /// The public id of the credential involved (session id, token id, refresh `jti`);
     /// never a secret.
+    #[oai(nullable)]
     pub credential: Option<String>,
     pub detail: Value,
 }
@@ -42,7 +47,9 @@ pub struct AuditEntry {
 #[derive(Debug, Object)]
 pub struct AuditPage {
     pub count: u64,
+    #[oai(nullable)]
     pub next: Option<String>,
+    #[oai(nullable)]
     pub previous: Option<String>,
     pub results: Vec<AuditEntry>,
 }

@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 
 use crate::{error::ApiError, state::AppState};
 
-pub struct DrfBody<T> {
+/// `REQUIRED = false`: an absent body reads as `{}` (as it always does in DRF); the spec
+/// says the body is optional.
+pub struct DrfBody<T, const REQUIRED: bool = true> {
     pub data: Value,
     _schema: PhantomData<fn() -> T>,
 }
@@ -22,7 +24,7 @@ pub struct DrfBody<T> {
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";
 
-impl<'a, T: Type> ApiExtractor<'a> for DrfBody<T> {
+impl<'a, T: Type, const REQUIRED: bool> ApiExtractor<'a> for DrfBody<T, REQUIRED> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
     type ParamRawType = ();
@@ -33,7 +35,7 @@ impl<'a, T: Type> ApiExtractor<'a> for DrfBody<T> {
 
     fn request_meta() -> Option<MetaRequest> {
         let content = [JSON, FORM].map(|content_type| MetaMediaType { content_type, schema: T::schema_ref() });
-        Some(MetaRequest { description: None, content: content.into(), required: true })
+        Some(MetaRequest { description: None, content: content.into(), required: REQUIRED })
     }
 
     async fn from_request(req: &'a Request, body: &mut RequestBody, _: ExtractParamOptions<()>) -> poem::Result<Self> {

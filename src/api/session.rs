@@ -32,7 +32,9 @@ pub struct SessionApi {
 #[oai(example)]
 pub struct LoginRequest {
     /// Case-sensitive, as Django's.
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub username: String,
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub password: String,
 }
 
@@ -63,6 +65,7 @@ pub struct CsrfBody {
 pub struct SessionBody {
     /// The public id of the session that authenticated this request, or null. Never the
     /// cookie's secret value.
+    #[oai(nullable)]
     pub session_key: Option<String>,
     /// "" for an anonymous caller.
     pub username: String,
@@ -74,7 +77,9 @@ pub struct SessionInfo {
     pub created: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub expires: DateTime<Utc>,
+    #[oai(nullable)]
     pub ip: Option<String>,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
     /// Whether this is the session making the request.
     pub current: bool,
@@ -92,6 +97,7 @@ pub enum Deleted {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct LogoutRequest {
+    #[oai(validator(pattern = r"^[^\x00]*$"))]
     pub refresh: Option<String>,
 }
 
@@ -105,8 +111,10 @@ impl Example for LogoutRequest {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct PasswordChangeRequest {
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub old_password: String,
     /// Checked by Django's validators, as at registration.
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub new_password: String,
 }
 
@@ -203,10 +211,12 @@ impl SessionApi {
         &self,
         caller: Auth<Optional>,
         jar: &CookieJar,
-        body: DrfBody<LogoutRequest>,
+        body: DrfBody<LogoutRequest, false>,
     ) -> Result<MessageResponse, ApiError> {
         let state = &self.state;
-        let refresh = Fields::new(&body.data)?.char("refresh", Char::OPTIONAL);
+        let mut fields = Fields::new(&body.data)?;
+        let refresh = fields.char("refresh", Char::OPTIONAL);
+        fields.errors.into_result()?;
         if !refresh.is_empty() {
             state.jwt.blacklist(&state.db, &refresh).await.map_err(super::tokens::jwt_error)?;
         }
@@ -286,7 +296,7 @@ impl SessionApi {
     async fn patch_session_data(
         &self,
         caller: Auth<SessionOnly>,
-        body: DrfBody<SessionData>,
+        body: DrfBody<SessionData, false>,
     ) -> Result<Json<Value>, ApiError> {
         let session = caller.identity()?.session().ok_or(ApiError::NotFound)?;
         let patch: &Map<String, Value> = Fields::new(&body.data)?.data;

@@ -79,6 +79,42 @@ fn finish_operation(method: &str, operation: &mut Value) {
     }
 }
 
+/// The methods each documented path answers, for the `Allow` header of a 405 (RFC 9110
+/// requires it; DRF sends it). Paths are matched without their trailing slash, `{param}`
+/// matching one segment.
+#[derive(Debug, Default)]
+pub struct AllowTable(Vec<(Vec<String>, String)>);
+
+impl AllowTable {
+    pub fn new(state: &AppState) -> Self {
+        let Ok(doc) = serde_json::from_str::<Value>(&document(state)) else { return Self::default() };
+        let Some(paths) = doc.get("paths").and_then(Value::as_object) else { return Self::default() };
+        let table = paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path.trim_matches('/').split('/').map(str::to_owned).collect();
+                let mut methods: Vec<String> =
+                    item.as_object().map(|ops| ops.keys().map(|m| m.to_ascii_uppercase()).collect()).unwrap_or_default();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                (segments, methods.join(", "))
+            })
+            .collect();
+        Self(table)
+    }
+
+    /// `Allow` for a request path, if it is a documented one.
+    pub fn allow(&self, path: &str) -> Option<&str> {
+        let wanted: Vec<&str> = path.trim_matches('/').split('/').collect();
+        self.0.iter().find_map(|(segments, methods)| {
+            let matches = segments.len() == wanted.len()
+                && segments.iter().zip(&wanted).all(|(s, w)| (s.starts_with('{') && !w.is_empty()) || s == w);
+            matches.then_some(methods.as_str())
+        })
+    }
+}
+
 /// Runs before every "Try it out" request: unsafe methods carry the CSRF cookie's value
 /// (same origin only; Swagger UI sends the browser's cookies itself).
 const CSRF_INTERCEPTOR: &str = r#"requestInterceptor: (req) => {

@@ -31,9 +31,12 @@ pub struct TokenApi {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct TokenRequest {
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub username: String,
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub password: String,
     /// A label for this device ("iPhone", "CI"), shown by `GET /tokens/`.
+    #[oai(validator(pattern = r"^[^\x00]*$"))]
     pub name: Option<String>,
 }
 
@@ -62,7 +65,9 @@ pub struct TokenInfo {
     pub id: i64,
     pub name: String,
     pub created: DateTime<Utc>,
+    #[oai(nullable)]
     pub last_used: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub expires: Option<DateTime<Utc>>,
 }
 
@@ -70,7 +75,9 @@ pub struct TokenInfo {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct PairRequest {
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub username: String,
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub password: String,
 }
 
@@ -102,6 +109,7 @@ const EXAMPLE_JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0b2tlbl90eXBl
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct RefreshRequest {
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub refresh: String,
 }
 
@@ -123,6 +131,7 @@ pub struct RefreshBody {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct VerifyRequest {
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
     pub token: String,
 }
 

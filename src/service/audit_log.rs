@@ -43,5 +43,9 @@ pub async fn page(
 ) -> Result<(Vec<audit::Model>, u64), DbErr> {
     let pages = query(filter).paginate(db, size);
     let count = pages.num_items().await?;
+    // A page past the end (or whose offset overflows) has no rows; the caller answers 404.
+    if page.checked_mul(size).is_none_or(|offset| offset >= count) {
+        return Ok((Vec::new(), count));
+    }
     Ok((pages.fetch_page(page).await?, count))
 }

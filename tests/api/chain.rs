@@ -103,6 +103,7 @@ async fn authentication_and_permissions_come_before_405() {
     let res = app.call(Method::DELETE, "/protected/", &[("authorization", &format!("Token {token}"))], None).await;
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.body, json!({"detail": "Method \"DELETE\" not allowed."}));
+    assert_eq!(res.headers["allow"], "GET, HEAD");
 }
 
 #[tokio::test]

@@ -64,8 +64,13 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
     let res = app.get("/register/").await;
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.body, json!({"detail": "Method \"GET\" not allowed."}));
+    assert_eq!(res.headers["allow"], "POST", "RFC 9110 (and DRF) name the allowed methods");
     let res = crate::helpers::answer(app.client.delete("/register").send().await.0).await;
     assert_eq!(res.body, json!({"detail": "Method \"DELETE\" not allowed."}));
+    let res = crate::helpers::answer(app.client.delete("/healthz").send().await.0).await;
+    assert_eq!((res.status, &res.headers["allow"]), (StatusCode::METHOD_NOT_ALLOWED, &"GET, HEAD".parse().unwrap()));
+    let res = crate::helpers::answer(app.client.get("/session/data/").send().await.0).await;
+    assert_ne!(res.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]
@@ -89,4 +94,23 @@ async fn healthz_answers_without_authentication() {
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.body, json!({"status": "ok"}));
     assert_eq!(app.get("/healthz/").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn schemathesis_findings_stay_fixed() {
+    let app = TestApp::new().await;
+    app.register("john").await;
+    let token = format!("Token {}", app.token("john").await);
+    // A page whose offset overflows was a panic (a dropped connection): now DRF's 404.
+    for path in ["/audit/me/?page=4611686018427387905", "/audit/me/?page=2&page_size=1000"] {
+        let res = app.get_auth(path, &token).await;
+        assert_eq!((res.status, res.body), (StatusCode::NOT_FOUND, json!({"detail": "Invalid page."})), "{path}");
+    }
+    // logout's optional refresh field is still checked.
+    let auth = [("authorization", token.as_str())];
+    let res = app.call(poem::http::Method::POST, "/logout/", &auth, Some(&json!({"refresh": {}}))).await;
+    assert_eq!((res.status, res.body), (StatusCode::BAD_REQUEST, json!({"refresh": ["Not a valid string."]})));
+    // Without a body, logout is DRF's empty `request.data` (the spec says the body is optional).
+    let res = app.call(poem::http::Method::POST, "/logout/", &auth, None).await;
+    assert_eq!(res.status, StatusCode::OK);
 }
