@@ -65,8 +65,8 @@ impl AdminApi {
     async fn users(
         &self,
         _caller: Auth<Chain>,
-        page: Query<Option<u64>>,
-        page_size: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
     ) -> Result<Json<UserPage>, ApiError> {
         let request = PageRequest::new(page.0, page_size.0);
         let pages = user::Entity::find().order_by_asc(user::Column::Id).paginate(&self.state.db, request.size);

@@ -127,8 +127,8 @@ impl AuditApi {
         event: Query<Option<String>>,
         since: Query<Option<String>>,
         until: Query<Option<String>>,
-        page: Query<Option<u64>>,
-        page_size: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
     ) -> Result<Json<AuditPage>, ApiError> {
         let filter = Filter { username: user.0, event: event.0, ..Filter::default() };
         self.list("/audit/", filter, since.as_deref(), until.as_deref(), PageRequest::new(page.0, page_size.0)).await
@@ -145,8 +145,8 @@ impl AuditApi {
         event: Query<Option<String>>,
         since: Query<Option<String>>,
         until: Query<Option<String>>,
-        page: Query<Option<u64>>,
-        page_size: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
     ) -> Result<Json<AuditPage>, ApiError> {
         let filter = Filter { user_id: Some(caller.identity()?.user.id), event: event.0, ..Filter::default() };
         self.list("/audit/me/", filter, since.as_deref(), until.as_deref(), PageRequest::new(page.0, page_size.0)).await

@@ -68,6 +68,16 @@ fn finish_operation(method: &str, operation: &mut Value) {
             }
         }
     }
+    // The audit filters are parsed by the handler (for DRF's message); say what they take.
+    if let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
+        for parameter in parameters.iter_mut() {
+            if matches!(parameter["name"].as_str(), Some("since" | "until"))
+                && let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut)
+            {
+                schema.insert("format".into(), json!("date-time"));
+            }
+        }
+    }
     if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
         for (status, response) in responses.iter_mut() {
             let empty = response.get("description").and_then(Value::as_str).is_none_or(str::is_empty);
@@ -93,8 +103,10 @@ impl AllowTable {
             .iter()
             .map(|(path, item)| {
                 let segments = path.trim_matches('/').split('/').map(str::to_owned).collect();
-                let mut methods: Vec<String> =
-                    item.as_object().map(|ops| ops.keys().map(|m| m.to_ascii_uppercase()).collect()).unwrap_or_default();
+                let mut methods: Vec<String> = item
+                    .as_object()
+                    .map(|ops| ops.keys().map(|m| m.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
                 if methods.iter().any(|m| m == "GET") {
                     methods.push("HEAD".into());
                 }
