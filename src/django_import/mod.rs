@@ -46,8 +46,15 @@ use crate::{
 /// (a password change or "log out everywhere" replaces it, and with it those tokens).
 pub const IMPORTED_STAMP_PREFIX: &str = "django:";
 
-fn imported_stamp() -> String {
-    format!("{IMPORTED_STAMP_PREFIX}{}", crypto::random_hex(16))
+/// A fresh stamp for an imported user. Only a user here under its Django id may accept
+/// simplejwt's stamp-less tokens, whose `user_id` claim is that id: anyone else under that
+/// id would be impersonated by them.
+fn stamp_for(under_django_id: bool) -> String {
+    if under_django_id {
+        format!("{IMPORTED_STAMP_PREFIX}{}", crypto::random_hex(16))
+    } else {
+        crate::service::accounts::new_security_stamp()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -228,18 +235,19 @@ async fn import(
 
     let group_ids = write_groups(txn, &plan, &mut summary, progress).await?;
     let permission_ids = write_permissions(txn, &plan, &mut summary, progress).await?;
-    let user_ids = write_users(txn, &plan, &mut summary, progress).await?;
+    let users = write_users(txn, &plan, &mut summary, progress).await?;
+    let user_ids = &users.ids;
 
     progress.phase("memberships and permission grants".into());
     let map = |ids: &HashMap<i64, i64>, id: i64| ids.get(&id).copied();
     let mut joins = Count::default();
     let pairs: Vec<_> =
-        plan.user_groups.iter().filter_map(|&(u, g)| Some((map(&user_ids, u)?, map(&group_ids, g)?))).collect();
+        plan.user_groups.iter().filter_map(|&(u, g)| Some((map(user_ids, u)?, map(&group_ids, g)?))).collect();
     add(&mut joins, insert_pairs::<user_groups::Entity>(txn, &pairs, progress).await?);
     let pairs: Vec<_> = plan
         .user_permissions
         .iter()
-        .filter_map(|&(u, p)| Some((map(&user_ids, u)?, map(&permission_ids, p)?)))
+        .filter_map(|&(u, p)| Some((map(user_ids, u)?, map(&permission_ids, p)?)))
         .collect();
     add(&mut joins, insert_pairs::<user_permissions::Entity>(txn, &pairs, progress).await?);
     let pairs: Vec<_> = plan
@@ -250,8 +258,8 @@ async fn import(
     add(&mut joins, insert_pairs::<group_permissions::Entity>(txn, &pairs, progress).await?);
     summary.joins = joins;
 
-    write_tokens(txn, &plan, &user_ids, &mut summary, progress).await?;
-    write_sessions(txn, &plan, &user_ids, &mut summary, progress).await?;
+    write_tokens(txn, &plan, &users, &mut summary, progress).await?;
+    write_sessions(txn, &plan, &users, &mut summary, progress).await?;
     Ok(summary)
 }
 
@@ -517,11 +525,32 @@ impl Plan {
 /// Rows per INSERT: under SQLite's and PostgreSQL's bound-parameter limits for every table.
 const BATCH: usize = 1000;
 
-fn inserted(result: TryInsertResult<u64>) -> u64 {
-    match result {
-        TryInsertResult::Inserted(n) => n,
-        TryInsertResult::Empty | TryInsertResult::Conflicted => 0,
+/// Inserts `rows` in batches and returns how many were written. With `unique` columns, a
+/// row already there (by those columns) is left as it is and not counted; without, a
+/// conflict is an error.
+async fn insert_batches<E: EntityTrait>(
+    txn: &DatabaseTransaction,
+    rows: impl IntoIterator<Item = E::ActiveModel>,
+    unique: &[E::Column],
+    progress: &Progress,
+) -> Result<u64, DbErr> {
+    let mut rows = rows.into_iter().peekable();
+    let mut new = 0;
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(BATCH).collect();
+        let n = chunk.len();
+        let insert = E::insert_many(chunk);
+        new += if unique.is_empty() {
+            insert.exec_without_returning(txn).await?
+        } else {
+            match insert.on_conflict_do_nothing_on(unique.iter().copied()).exec_without_returning(txn).await? {
+                TryInsertResult::Inserted(n) => n,
+                TryInsertResult::Empty | TryInsertResult::Conflicted => 0,
+            }
+        };
+        progress.add(n);
     }
+    Ok(new)
 }
 
 /// Django group id → id here.
@@ -532,17 +561,8 @@ async fn write_groups(
     progress: &Progress,
 ) -> Result<HashMap<i64, i64>, DbErr> {
     progress.phase("groups".into());
-    let mut new = 0;
-    for chunk in plan.groups.chunks(BATCH) {
-        let rows = chunk.iter().map(|g| group::ActiveModel { id: NotSet, name: Set(g.name.clone()) });
-        new += inserted(
-            group::Entity::insert_many(rows)
-                .on_conflict_do_nothing_on([group::Column::Name])
-                .exec_without_returning(txn)
-                .await?,
-        );
-        progress.add(chunk.len());
-    }
+    let rows = plan.groups.iter().map(|g| group::ActiveModel { id: NotSet, name: Set(g.name.clone()) });
+    let new = insert_batches::<group::Entity>(txn, rows, &[group::Column::Name], progress).await?;
     summary.groups = Count { new, present: plan.groups.len() as u64 - new, updated: 0 };
     let here: HashMap<String, i64> =
         group::Entity::find().all(txn).await?.into_iter().map(|g| (g.name, g.id)).collect();
@@ -557,19 +577,14 @@ async fn write_permissions(
     progress: &Progress,
 ) -> Result<HashMap<i64, i64>, DbErr> {
     progress.phase("permissions".into());
-    let mut new = 0;
-    for chunk in plan.permissions.chunks(BATCH) {
-        let rows = chunk.iter().map(|p| permission::ActiveModel {
-            id: NotSet,
-            name: Set(p.name.clone()),
-            app_label: Set(p.app_label.clone().unwrap_or_default()),
-            codename: Set(p.codename.clone()),
-        });
-        let insert = permission::Entity::insert_many(rows)
-            .on_conflict_do_nothing_on([permission::Column::AppLabel, permission::Column::Codename]);
-        new += inserted(insert.exec_without_returning(txn).await?);
-        progress.add(chunk.len());
-    }
+    let rows = plan.permissions.iter().map(|p| permission::ActiveModel {
+        id: NotSet,
+        name: Set(p.name.clone()),
+        app_label: Set(p.app_label.clone().unwrap_or_default()),
+        codename: Set(p.codename.clone()),
+    });
+    let unique = [permission::Column::AppLabel, permission::Column::Codename];
+    let new = insert_batches::<permission::Entity>(txn, rows, &unique, progress).await?;
     summary.permissions = Count { new, present: plan.permissions.len() as u64 - new, updated: 0 };
     let here: HashMap<(String, String), i64> =
         permission::Entity::find().all(txn).await?.into_iter().map(|p| ((p.app_label, p.codename), p.id)).collect();
@@ -581,13 +596,13 @@ async fn write_permissions(
 }
 
 /// Inserts new users (with their Django id when it is free here) and brings users already
-/// here up to date. Django user id → id here.
+/// here up to date.
 async fn write_users(
     txn: &DatabaseTransaction,
     plan: &Plan,
     summary: &mut Summary,
     progress: &Progress,
-) -> Result<HashMap<i64, i64>, DbErr> {
+) -> Result<Written, DbErr> {
     progress.phase("users".into());
     let taken: HashSet<i64> = plan.existing.values().map(|u| u.id).collect();
     let mut with_id = Vec::new();
@@ -621,25 +636,16 @@ async fn write_users(
                     date_joined: Set(u.date_joined),
                     // Only a user under its Django id may accept simplejwt's stamp-less tokens,
                     // whose user_id claim is that id.
-                    security_stamp: Set(if keep_id {
-                        imported_stamp()
-                    } else {
-                        crate::service::accounts::new_security_stamp()
-                    }),
+                    security_stamp: Set(stamp_for(keep_id)),
                 };
                 if keep_id { with_id.push(row) } else { without_id.push(row) }
             }
         }
     }
     for rows in [with_id, without_id] {
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<_> = rows.by_ref().take(BATCH).collect();
-            let n = chunk.len();
-            user::Entity::insert_many(chunk).exec_without_returning(txn).await?;
-            summary.users.new += n as u64;
-            progress.add(n);
-        }
+        // No conflict clause: a username taken since the check must fail the import, not
+        // be matched to someone else.
+        summary.users.new += insert_batches::<user::Entity>(txn, rows, &[], progress).await?;
     }
     if txn.get_database_backend() == DbBackend::Postgres && summary.users.new > 0 {
         // Explicit ids do not move the sequence: the next registration must not collide.
@@ -649,9 +655,17 @@ async fn write_users(
         ))
         .await?;
     }
-    let here: HashMap<String, i64> =
-        user::Entity::find().all(txn).await?.into_iter().map(|u| (u.username_key, u.id)).collect();
-    Ok(plan.users.iter().filter_map(|u| Some((u.id, *here.get(&user::username_key(&u.username))?))).collect())
+    let here = user::Entity::find().all(txn).await?;
+    let stamps = here.iter().map(|u| (u.id, u.security_stamp.clone())).collect();
+    let by_key: HashMap<String, i64> = here.into_iter().map(|u| (u.username_key, u.id)).collect();
+    let ids = plan.users.iter().filter_map(|u| Some((u.id, *by_key.get(&user::username_key(&u.username))?))).collect();
+    Ok(Written { ids, stamps })
+}
+
+/// The users as written: Django id → id here, and id here → security stamp.
+struct Written {
+    ids: HashMap<i64, i64>,
+    stamps: HashMap<i64, String>,
 }
 
 /// The update bringing a user here in line with Django, if anything differs. A password
@@ -677,7 +691,7 @@ fn updated(here: &user::Model, django: &source::User) -> Option<user::ActiveMode
         },
         // A new password in Django ends the sessions and tokens issued under the old one.
         security_stamp: if !upgraded_here && here.password != django.password {
-            imported_stamp()
+            stamp_for(here.id == django.id)
         } else {
             here.security_stamp.clone()
         },
@@ -722,46 +736,36 @@ where
     let [_, left, right] = columns[..] else {
         return Err(DbErr::Custom(format!("{} is not a join table", E::default().table_name())));
     };
-    let mut new = 0;
-    for chunk in pairs.chunks(BATCH) {
-        let rows = chunk.iter().map(|&(l, r)| {
-            let mut row = E::ActiveModel::default();
-            row.set(left, l.into());
-            row.set(right, r.into());
-            row
-        });
-        new +=
-            inserted(E::insert_many(rows).on_conflict_do_nothing_on([left, right]).exec_without_returning(txn).await?);
-        progress.add(chunk.len());
-    }
+    let rows = pairs.iter().map(|&(l, r)| {
+        let mut row = E::ActiveModel::default();
+        row.set(left, l.into());
+        row.set(right, r.into());
+        row
+    });
+    let new = insert_batches::<E>(txn, rows, &[left, right], progress).await?;
     Ok((new, pairs.len() as u64 - new))
 }
 
 async fn write_tokens(
     txn: &DatabaseTransaction,
     plan: &Plan,
-    user_ids: &HashMap<i64, i64>,
+    users: &Written,
     summary: &mut Summary,
     progress: &Progress,
 ) -> Result<(), DbErr> {
     progress.phase("tokens".into());
-    let mut new = 0;
-    for chunk in plan.tokens.chunks(BATCH) {
-        let rows = chunk.iter().filter_map(|t| {
-            Some(token::ActiveModel {
-                id: NotSet,
-                key_digest: Set(crypto::digest(&t.key).to_vec()),
-                user_id: Set(*user_ids.get(&t.user_id)?),
-                name: Set("Django".into()),
-                created_at: Set(t.created),
-                last_used: Set(None),
-                expires_at: Set(None),
-            })
-        });
-        let insert = token::Entity::insert_many(rows).on_conflict_do_nothing_on([token::Column::KeyDigest]);
-        new += inserted(insert.exec_without_returning(txn).await?);
-        progress.add(chunk.len());
-    }
+    let rows = plan.tokens.iter().filter_map(|t| {
+        Some(token::ActiveModel {
+            id: NotSet,
+            key_digest: Set(crypto::digest(&t.key).to_vec()),
+            user_id: Set(*users.ids.get(&t.user_id)?),
+            name: Set("Django".into()),
+            created_at: Set(t.created),
+            last_used: Set(None),
+            expires_at: Set(None),
+        })
+    });
+    let new = insert_batches::<token::Entity>(txn, rows, &[token::Column::KeyDigest], progress).await?;
     summary.tokens = Count { new, present: plan.tokens.len() as u64 - new, updated: 0 };
     Ok(())
 }
@@ -769,7 +773,7 @@ async fn write_tokens(
 async fn write_sessions(
     txn: &DatabaseTransaction,
     plan: &Plan,
-    user_ids: &HashMap<i64, i64>,
+    users: &Written,
     summary: &mut Summary,
     progress: &Progress,
 ) -> Result<(), DbErr> {
@@ -777,32 +781,25 @@ async fn write_sessions(
         return Ok(());
     }
     progress.phase("sessions".into());
-    let stamps: HashMap<i64, String> =
-        user::Entity::find().all(txn).await?.into_iter().map(|u| (u.id, u.security_stamp)).collect();
     let now = Utc::now();
-    let mut new = 0;
-    for chunk in plan.sessions.chunks(BATCH) {
-        let rows = chunk.iter().filter_map(|s| {
-            let user_id = *user_ids.get(&s.user_id)?;
-            Some(session::ActiveModel {
-                id: NotSet,
-                key_digest: Set(crypto::digest(&s.key).to_vec()),
-                public_id: Set(crypto::random_hex(16)),
-                user_id: Set(user_id),
-                auth_stamp: Set(stamps.get(&user_id)?.clone()),
-                data: Set(s.data.clone()),
-                version: Set(0),
-                created_at: Set(now),
-                last_seen: Set(now),
-                expires_at: Set(s.expires_at),
-                ip: Set(None),
-                user_agent: Set(None),
-            })
-        });
-        let insert = session::Entity::insert_many(rows).on_conflict_do_nothing_on([session::Column::KeyDigest]);
-        new += inserted(insert.exec_without_returning(txn).await?);
-        progress.add(chunk.len());
-    }
+    let rows = plan.sessions.iter().filter_map(|s| {
+        let user_id = *users.ids.get(&s.user_id)?;
+        Some(session::ActiveModel {
+            id: NotSet,
+            key_digest: Set(crypto::digest(&s.key).to_vec()),
+            public_id: Set(crypto::random_hex(16)),
+            user_id: Set(user_id),
+            auth_stamp: Set(users.stamps.get(&user_id)?.clone()),
+            data: Set(s.data.clone()),
+            version: Set(0),
+            created_at: Set(now),
+            last_seen: Set(now),
+            expires_at: Set(s.expires_at),
+            ip: Set(None),
+            user_agent: Set(None),
+        })
+    });
+    let new = insert_batches::<session::Entity>(txn, rows, &[session::Column::KeyDigest], progress).await?;
     summary.sessions = Count { new, present: plan.sessions.len() as u64 - new, updated: 0 };
     Ok(())
 }
@@ -842,6 +839,56 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn django_user(id: i64, password: &str) -> source::User {
+        source::User {
+            id,
+            username: "alice".into(),
+            password: password.into(),
+            email: String::new(),
+            first_name: String::new(),
+            last_name: String::new(),
+            is_active: true,
+            is_staff: false,
+            is_superuser: false,
+            last_login: None,
+            date_joined: chrono::DateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn here(id: i64, password: &str) -> user::Model {
+        let u = django_user(id, password);
+        user::Model {
+            id,
+            username: u.username,
+            username_key: "alice".into(),
+            password: u.password,
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            is_active: true,
+            is_staff: false,
+            is_superuser: false,
+            last_login: None,
+            date_joined: u.date_joined,
+            security_stamp: "old".into(),
+        }
+    }
+
+    #[test]
+    fn a_new_password_in_django_gives_a_simplejwt_stamp_only_under_the_django_id() {
+        let stamp = |a: user::ActiveModel| a.security_stamp.unwrap();
+        assert!(updated(&here(1, "pbkdf2_sha256$a"), &django_user(1, "pbkdf2_sha256$a")).is_none(), "no change");
+        let same_id = updated(&here(1, "pbkdf2_sha256$a"), &django_user(1, "pbkdf2_sha256$b")).unwrap();
+        assert!(stamp(same_id).starts_with(IMPORTED_STAMP_PREFIX));
+        // Matched by username under another id: Django's user 1 is not this user here.
+        let other_id = updated(&here(2, "pbkdf2_sha256$a"), &django_user(1, "pbkdf2_sha256$b")).unwrap();
+        let other = stamp(other_id);
+        assert!(!other.starts_with(IMPORTED_STAMP_PREFIX) && other != "old", "{other}");
+        // A hash upgraded here is kept, and so is the stamp.
+        let upgraded = here(1, "$argon2id$v=19$x");
+        assert!(updated(&upgraded, &django_user(1, "pbkdf2_sha256$b")).is_none());
+    }
 
     #[test]
     fn thousands_separators() {

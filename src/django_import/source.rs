@@ -304,6 +304,7 @@ pub fn read_dump(text: &str) -> Result<DjangoData, String> {
     let mut raw_groups = Vec::new();
     let mut raw_users = Vec::new();
     let mut data = DjangoData::default();
+    let mut natural_tokens = Vec::new();
     for (n, record) in records.iter().enumerate() {
         let model =
             record["model"].as_str().ok_or_else(|| format!("record {n}: no \"model\" (not a dumpdata file?)"))?;
@@ -326,13 +327,13 @@ pub fn read_dump(text: &str) -> Result<DjangoData, String> {
                 }
                 let key = record["pk"].as_str().ok_or_else(|| format!("record {n} ({model}): no key"))?.to_owned();
                 let user = &fields["user"];
-                // With natural keys the user is ["username"]; resolved after users are read.
-                let user_id = match int(user) {
-                    Some(id) => id,
-                    None => natural_user(user).ok_or_else(|| format!("record {n} ({model}): no user"))?,
-                };
                 let created = parse_datetime(&text_field(fields, "created", n, model)?)?;
-                data.tokens.push(Token { key, user_id, created });
+                match (int(user), user.as_array().and_then(|a| a.first()).and_then(Value::as_str)) {
+                    (Some(user_id), _) => data.tokens.push(Token { key, user_id, created }),
+                    // With natural keys the user is ["username"]: resolved once users are read.
+                    (None, Some(username)) => natural_tokens.push((key, username.to_owned(), created)),
+                    (None, None) => return Err(format!("record {n} ({model}): no user")),
+                }
             }
             _ => {} // other apps' records are not ours to import
         }
@@ -427,8 +428,11 @@ pub fn read_dump(text: &str) -> Result<DjangoData, String> {
             username,
         });
     }
-    // Tokens whose user was given by natural key hold a placeholder id: resolve it.
-    resolve_natural_token_users(&records, &user_ids, &mut data)?;
+    for (key, username, created) in natural_tokens {
+        let user_id =
+            *user_ids.get(&username).ok_or_else(|| format!("token for user {username:?}: no such user in the file"))?;
+        data.tokens.push(Token { key, user_id, created });
+    }
     Ok(data)
 }
 
@@ -437,31 +441,6 @@ pub fn read_dump(text: &str) -> Result<DjangoData, String> {
 const NO_CONTENT_TYPES: &str = "the permissions in this file name their content type by id, and the file has no \
      contenttypes records to resolve it: dump them too (`manage.py dumpdata auth authtoken contenttypes --format \
      json`), or use --natural-foreign";
-
-/// Marker for a token whose user was given by natural key; resolved once users are read.
-const NATURAL_USER: i64 = i64::MIN;
-
-fn natural_user(v: &Value) -> Option<i64> {
-    v.as_array().and_then(|a| a.first()).and_then(Value::as_str).map(|_| NATURAL_USER)
-}
-
-fn resolve_natural_token_users(
-    records: &[Value],
-    user_ids: &HashMap<String, i64>,
-    data: &mut DjangoData,
-) -> Result<(), String> {
-    let names: HashMap<&str, &str> = records
-        .iter()
-        .filter(|r| r["model"] == "authtoken.token")
-        .filter_map(|r| Some((r["pk"].as_str()?, r["fields"]["user"].as_array()?.first()?.as_str()?)))
-        .collect();
-    for token in data.tokens.iter_mut().filter(|t| t.user_id == NATURAL_USER) {
-        let name = names.get(token.key.as_str()).copied().unwrap_or_default();
-        token.user_id =
-            *user_ids.get(name).ok_or_else(|| format!("token for user {name:?}: no such user in the file"))?;
-    }
-    Ok(())
-}
 
 fn int(v: &Value) -> Option<i64> {
     v.as_i64()
