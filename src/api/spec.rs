@@ -78,7 +78,18 @@ fn finish_operation(method: &str, operation: &mut Value) {
             }
         }
     }
+    // The error set is documented once for every operation (`error::ApiError`); an operation
+    // that reads no body cannot answer 413 or 415, and one with no parameters either, 400.
+    let takes_body = operation.get("requestBody").is_some();
+    let takes_parameters = operation.get("parameters").and_then(Value::as_array).is_some_and(|p| !p.is_empty());
     if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+        if !takes_body {
+            responses.remove("413");
+            responses.remove("415");
+            if !takes_parameters {
+                responses.remove("400");
+            }
+        }
         for (status, response) in responses.iter_mut() {
             let empty = response.get("description").and_then(Value::as_str).is_none_or(str::is_empty);
             let reason = status.parse::<u16>().ok().and_then(|s| StatusCode::from_u16(s).ok());
@@ -169,7 +180,7 @@ mod tests {
     fn paths_get_slashes_unsafe_session_operations_need_csrf_and_responses_a_description() {
         let generated = json!({
             "paths": {
-                "/login": {"post": {"security": [{"session": []}, {"token": []}, {}],
+                "/login": {"post": {"security": [{"session": []}, {"token": []}, {}], "requestBody": {},
                                     "responses": {"200": {"description": ""}, "400": {"description": "Bad"}}}},
                 "/session/data": {"get": {"security": [{"session": []}]}, "patch": {"security": [{"session": []}]}},
                 "/tokens/{id}": {"delete": {"security": [{"session": []}]}},
@@ -190,5 +201,23 @@ mod tests {
             json!([{"session": [], "csrf": []}])
         );
         assert_eq!(doc["components"]["securitySchemes"]["csrf"]["name"], "X-CSRFToken");
+    }
+
+    #[test]
+    fn only_operations_that_read_a_body_document_413_and_415() {
+        let errors = json!({"200": {"description": "OK"}, "400": {"description": "x"}, "413": {"description": "x"},
+                            "415": {"description": "x"}});
+        let generated = json!({"paths": {
+            "/login": {"post": {"requestBody": {}, "responses": errors}},
+            "/users": {"get": {"parameters": [{"name": "page"}], "responses": errors}},
+            "/protected": {"get": {"responses": errors}}
+        }});
+        let doc: Value = serde_json::from_str(&finish(&generated.to_string())).unwrap();
+        let statuses = |path: &str, method: &str| -> Vec<String> {
+            operation(&doc, path, method).unwrap()["responses"].as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(statuses("/login/", "post"), ["200", "400", "413", "415"]);
+        assert_eq!(statuses("/users/", "get"), ["200", "400"]);
+        assert_eq!(statuses("/protected/", "get"), ["200"]);
     }
 }
