@@ -14,8 +14,9 @@ use portcullis::{
     crypto,
     service::{
         FieldErrors,
-        accounts::{self, NewUser},
+        identity::Origin,
         sessions, tokens,
+        users::{self, NewUser},
     },
     store,
 };
@@ -44,9 +45,8 @@ async fn fixture() -> Fixture {
     no_cache.cache.ttl = 0;
     let uncached = AppState::new(db.clone(), no_cache).await.unwrap();
     let new = NewUser { username: "bench".into(), password: PASSWORD.into(), ..NewUser::default() };
-    let user = accounts::register(&db, &state.passwords, new, FieldErrors::default()).await.unwrap();
-    let (session_key, _) =
-        sessions::create(&db, &user, sessions::Origin::default(), chrono::Duration::days(1)).await.unwrap();
+    let user = users::register(&db, &state.passwords, new, FieldErrors::default()).await.unwrap();
+    let (session_key, _) = sessions::create(&db, &user, &Origin::default(), chrono::Duration::days(1)).await.unwrap();
     let (token_key, _) = tokens::create(&db, user.id, "bench", 0).await.unwrap();
     let access = state.jwt.access_for(&user).unwrap();
     Fixture { password_hash: user.password.clone(), state, uncached, session_key, token_key, access, user, _dir: dir }
@@ -91,7 +91,7 @@ fn benches(c: &mut Criterion) {
         ("jwt", creds_header(format!("Bearer {}", f.access))),
     ];
     for (label, state) in [("cached", &f.state), ("uncached", &f.uncached)] {
-        let chain = state.chain(None).unwrap();
+        let chain = portcullis::authn::Chain::new(&state.settings.auth.chain, state);
         for (kind, creds) in &kinds {
             c.bench_function(&format!("chain/{label}/{kind}"), |b| {
                 b.to_async(&rt).iter(|| async {

@@ -36,6 +36,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let limit = state.settings.server.max_body_bytes;
     let allow = std::sync::Arc::new(api::spec::AllowTable::new(&state));
     let shared = std::sync::Arc::new(state.clone());
+    let chains = api::policy::ViewChains::new(&state);
     let metrics = std::sync::Arc::clone(&state.metrics);
     let scrape = metrics_endpoint(&state, true);
     // Outermost first: log; write cookies (also on error answers); map every error to
@@ -45,7 +46,9 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .at("/metrics", scrape)
-        .around(move |next, req| crate::api::auth::authenticate(next, req, std::sync::Arc::clone(&shared)))
+        .around(move |next, req| {
+            crate::api::auth::authenticate(next, req, std::sync::Arc::clone(&shared), std::sync::Arc::clone(&chains))
+        })
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(state)
         .around(move |next, req| map_errors(next, req, limit, std::sync::Arc::clone(&allow)))

@@ -13,6 +13,10 @@ use poem_openapi::{
 use serde_json::{Value, json};
 
 pub use crate::service::FieldErrors;
+use crate::service::{
+    jwt::{JwtError, TokenError},
+    sessions::DataError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -51,6 +55,8 @@ pub enum ApiError {
 }
 
 pub const NOT_AUTHENTICATED: &str = "Authentication credentials were not provided.";
+/// simplejwt's challenge, on its 401s.
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"api\"";
 pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
 
 impl ApiError {
@@ -146,6 +152,34 @@ impl From<crate::password::HashError> for ApiError {
     }
 }
 
+/// simplejwt's 401s: `{"detail", "code"}` with the Bearer challenge.
+pub fn jwt_error(err: JwtError) -> ApiError {
+    let body = match err {
+        JwtError::Db(e) => return e.into(),
+        JwtError::Signing(e) => return ApiError::Internal(e.to_string()),
+        JwtError::Refused(TokenError::Token(message)) => json!({"detail": message, "code": "token_not_valid"}),
+        JwtError::Refused(TokenError::Reused { .. }) => {
+            json!({"detail": crate::service::jwt::msg::BLACKLISTED, "code": "token_not_valid"})
+        }
+        JwtError::Refused(TokenError::NoActiveAccount) => {
+            json!({"detail": "No active account found for the given token."})
+        }
+        JwtError::Refused(TokenError::PasswordChanged) => {
+            json!({"detail": "The user's password has been changed.", "code": "password_changed"})
+        }
+    };
+    ApiError::Body { status: StatusCode::UNAUTHORIZED, body, challenge: Some(BEARER_CHALLENGE.into()) }
+}
+
+impl From<DataError> for ApiError {
+    fn from(err: DataError) -> Self {
+        match err {
+            DataError::Db(e) => e.into(),
+            DataError::Contended => Self::Unavailable(err.to_string()),
+        }
+    }
+}
+
 impl From<crate::service::ServiceError> for ApiError {
     fn from(err: crate::service::ServiceError) -> Self {
         use crate::service::ServiceError;
@@ -154,6 +188,7 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::NotFound(_) => Self::NotFound,
             ServiceError::Db(e) => e.into(),
             ServiceError::Hash(e) => e.into(),
+            ServiceError::Signing(e) => Self::Internal(e.to_string()),
             ServiceError::Unavailable(cause) => Self::Unavailable(cause),
         }
     }

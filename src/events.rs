@@ -1,18 +1,28 @@
-//! Security events: the one place they are emitted. Each one is counted in the metrics,
-//! written to the audit trail (off the request path), logged under `portcullis::audit`, and
-//! — when it can end a credential — drops the user's entries from the credential cache, so
-//! a revocation made through this process applies on its very next request.
+//! Security events: what the use cases in `service` emit. Each one is counted in the
+//! metrics, written to the audit trail (off the request path), logged under
+//! `portcullis::audit`, and — when it can end a credential — told to the revocation
+//! listener (the credential cache) and, on PostgreSQL, to the other instances, so a
+//! revocation made through this process applies on its very next request.
 use std::{net::IpAddr, sync::Arc};
 
 use chrono::Utc;
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use serde_json::{Value, json};
 
 use crate::{
     audit::{AuditSink, Record},
-    authn::cache::CredentialCache,
     metrics::{EventLabels, Metrics, OutcomeLabels, ScopeLabels},
+    service::identity::Origin,
+    store::user,
 };
+
+/// The PostgreSQL channel on which instances tell each other of revocations.
+pub const REVOCATION_CHANNEL: &str = "portcullis_revocations";
+
+/// Whatever holds resolved credentials and must forget a user's when one may have ended.
+pub trait RevocationListener: Send + Sync {
+    fn user_changed(&self, user_id: i64);
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -27,10 +37,14 @@ pub enum EventKind {
     UserDeactivated,
     PermissionGranted,
     PermissionRevoked,
+    /// A user was put in a group (`detail.group`).
+    GroupJoined,
     TokenCreated,
     TokenRevoked,
     JwtIssued,
     JwtRotated,
+    /// A refresh token was blacklisted (`/api/token/blacklist/`, logout with a refresh token).
+    JwtBlacklisted,
     /// A rotated-away refresh token was presented again: its family was revoked.
     RefreshReuseDetected,
     /// A throttle refused the request; `detail.scope` says which.
@@ -51,6 +65,8 @@ impl EventKind {
                 | Self::JwtIssued
                 | Self::JwtRotated
                 | Self::UserActivated
+                | Self::GroupJoined
+                | Self::PermissionGranted
                 | Self::Throttled
         )
     }
@@ -68,17 +84,19 @@ impl EventKind {
             Self::UserDeactivated => "user_deactivated",
             Self::PermissionGranted => "permission_granted",
             Self::PermissionRevoked => "permission_revoked",
+            Self::GroupJoined => "group_joined",
             Self::TokenCreated => "token_created",
             Self::TokenRevoked => "token_revoked",
             Self::JwtIssued => "jwt_issued",
             Self::JwtRotated => "jwt_rotated",
+            Self::JwtBlacklisted => "jwt_blacklisted",
             Self::RefreshReuseDetected => "refresh_reuse_detected",
             Self::Throttled => "throttled",
             Self::DjangoImport => "django_import",
         }
     }
 
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 20] = [
         Self::UserCreated,
         Self::LoginSucceeded,
         Self::LoginFailed,
@@ -90,10 +108,12 @@ impl EventKind {
         Self::UserDeactivated,
         Self::PermissionGranted,
         Self::PermissionRevoked,
+        Self::GroupJoined,
         Self::TokenCreated,
         Self::TokenRevoked,
         Self::JwtIssued,
         Self::JwtRotated,
+        Self::JwtBlacklisted,
         Self::RefreshReuseDetected,
         Self::Throttled,
         Self::DjangoImport,
@@ -101,7 +121,7 @@ impl EventKind {
 }
 
 /// Who and where. Never a secret: `credential` is a public id.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventContext {
     pub user_id: Option<i64>,
     pub username: Option<String>,
@@ -114,9 +134,28 @@ pub struct EventContext {
     pub detail: Option<Value>,
 }
 
+impl EventContext {
+    /// An event about `user` (if known) caused from `origin`.
+    pub fn new(origin: &Origin, user: Option<&user::Model>, credential: Option<String>) -> Self {
+        Self {
+            user_id: user.map(|u| u.id),
+            username: user.map(|u| u.username.clone()),
+            ip: origin.ip,
+            user_agent: origin.user_agent.clone(),
+            credential,
+            via: origin.via,
+            detail: None,
+        }
+    }
+
+    pub fn with_detail(self, detail: Value) -> Self {
+        Self { detail: Some(detail), ..self }
+    }
+}
+
 #[derive(Clone)]
 pub struct Events {
-    cache: Arc<CredentialCache>,
+    listener: Arc<dyn RevocationListener>,
     metrics: Arc<Metrics>,
     audit: AuditSink,
     /// Where other instances hear of revocations (PostgreSQL NOTIFY), if enabled.
@@ -125,21 +164,21 @@ pub struct Events {
 
 impl Events {
     pub fn new(
-        cache: Arc<CredentialCache>,
+        listener: Arc<dyn RevocationListener>,
         metrics: Arc<Metrics>,
         audit: AuditSink,
         notify: Option<DatabaseConnection>,
     ) -> Self {
-        Self { cache, metrics, audit, notify }
+        Self { listener, metrics, audit, notify }
     }
 
     pub async fn emit(&self, kind: EventKind, ctx: EventContext) {
         if kind.may_revoke()
             && let Some(user_id) = ctx.user_id
         {
-            self.cache.invalidate_user(user_id);
+            self.listener.user_changed(user_id);
             if let Some(db) = &self.notify {
-                crate::authn::notify::notify(db, user_id).await;
+                notify_instances(db, user_id).await;
             }
         }
         self.count(kind, &ctx);
@@ -200,5 +239,17 @@ impl Events {
     /// Waits until the events emitted so far are in the audit trail (CLI exit, tests).
     pub async fn flush(&self) {
         self.audit.flush().await;
+    }
+}
+
+/// Tells the other instances on this PostgreSQL database that a user's credentials changed
+/// (elsewhere there is one instance per database).
+async fn notify_instances(db: &DatabaseConnection, user_id: i64) {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let sql = format!("SELECT pg_notify('{REVOCATION_CHANNEL}', '{user_id}')");
+    if let Err(e) = db.execute_unprepared(&sql).await {
+        tracing::warn!(error = %e, "could not notify other instances of a revocation");
     }
 }

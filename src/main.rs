@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let settings = match config::load(args.config.as_deref(), &args.command.overrides()) {
         Ok(settings) => settings,
-        Err(message) => return fail(&format!("configuration error: {message}")),
+        Err(error) => return fail(&format!("configuration error: {error}")),
     };
     // Maintenance commands print their own one-line result; only warnings are logged.
     let level = if matches!(args.command, cli::Command::Serve { .. }) { settings.log.level.as_str() } else { "warn" };
@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
         .init();
     match cli::run(args.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(&message),
+        Err(error) => fail(&error.to_string()),
     }
 }
 

@@ -3,18 +3,15 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-/// Parses "10.0.0.1" or "10.0.0.0/8" into a network.
-pub fn parse_network(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
-}
+use crate::config::Network;
 
 /// The proxies whose X-Forwarded-For is believed.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
-    pub fn new(entries: &[String]) -> Self {
-        Self(entries.iter().filter_map(|e| parse_network(e)).collect())
+    pub fn new(entries: &[Network]) -> Self {
+        Self(entries.iter().map(|n| n.0).collect())
     }
 
     pub fn trusts(&self, ip: IpAddr) -> bool {
@@ -52,7 +49,8 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_peers() {
-        let proxies = TrustedProxies::new(&["10.0.0.0/8".into(), "192.168.1.1".into()]);
+        let nets = ["10.0.0.0/8", "192.168.1.1"].map(|n| Network::parse(n).unwrap());
+        let proxies = TrustedProxies::new(&nets);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(proxies.client_ip(Some(ip("1.2.3.4")), Some("9.9.9.9")), Some(ip("1.2.3.4")));
         assert_eq!(proxies.client_ip(Some(ip("10.1.1.1")), Some("9.9.9.9")), Some(ip("9.9.9.9")));

@@ -14,24 +14,23 @@ pub enum Permission {
 }
 
 impl Permission {
-    /// The `auth.default_permission` names.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "allow_any" => Self::AllowAny,
-            "is_authenticated" => Self::IsAuthenticated,
-            "is_admin_user" => Self::IsAdminUser,
-            "is_authenticated_or_read_only" => Self::IsAuthenticatedOrReadOnly,
-            _ => return None,
-        })
+    /// Whether a request by nobody in particular gets through (the spec says so with `{}`).
+    pub fn allows_anonymous(self, method: &str) -> bool {
+        match self {
+            Self::AllowAny => true,
+            Self::IsAuthenticatedOrReadOnly => matches!(method, "GET" | "HEAD" | "OPTIONS"),
+            Self::IsAuthenticated | Self::IsAdminUser | Self::HasPerm(_) => false,
+        }
     }
 
     /// `has_permission` of the DRF class.
     pub async fn allows(self, who: Option<&Identity>, method: &str, db: &impl ConnectionTrait) -> Result<bool, DbErr> {
+        if self.allows_anonymous(method) {
+            return Ok(true);
+        }
         Ok(match self {
-            Self::AllowAny => true,
-            Self::IsAuthenticated => who.is_some(),
+            Self::AllowAny | Self::IsAuthenticated | Self::IsAuthenticatedOrReadOnly => who.is_some(),
             Self::IsAdminUser => who.is_some_and(|i| i.user.is_staff),
-            Self::IsAuthenticatedOrReadOnly => who.is_some() || matches!(method, "GET" | "HEAD" | "OPTIONS"),
             Self::HasPerm(perm) => match who {
                 Some(identity) => user_has_perm(db, &identity.user, perm).await?,
                 None => false,

@@ -6,20 +6,47 @@ use poem::{
     listener::{Acceptor, Listener, TcpListener},
 };
 
-use crate::{app::build_app, config::Settings, state::AppState, store};
+use sea_orm::DbErr;
 
-pub async fn serve(settings: Settings) -> Result<(), String> {
-    let db = store::connect(&settings.database).await.map_err(|e| format!("cannot open the database: {e}"))?;
-    store::migrate(&db).await.map_err(|e| format!("cannot migrate the database: {e}"))?;
-    let bind = settings.server.bind.clone();
+use crate::{
+    app::build_app,
+    config::Settings,
+    state::{AppState, StartError},
+    store,
+};
+
+/// Why the server could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the database: {0}")]
+    Open(DbErr),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(DbErr),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot listen on {addr}{what}: {source}")]
+    Listen { addr: std::net::SocketAddr, what: &'static str, source: std::io::Error },
+    #[error("cannot listen for SIGTERM: {0}")]
+    Signal(std::io::Error),
+    #[error("server error: {0}")]
+    Server(std::io::Error),
+}
+
+pub async fn serve(settings: Settings) -> Result<(), ServeError> {
+    let db = store::connect(&settings.database).await.map_err(ServeError::Open)?;
+    store::migrate(&db).await.map_err(ServeError::Migrate)?;
+    let bind = settings.server.bind;
     let drain = Duration::from_secs(settings.server.shutdown_timeout);
     let state = AppState::new(db.clone(), settings).await?;
     let state_events_flush = state.events.clone();
     // Listen for signals before announcing the address, so an early SIGTERM is graceful too.
     let shutdown = shutdown_signal()?;
     state.health.spawn_probe(db.clone());
-    let acceptor =
-        TcpListener::bind(bind.as_str()).into_acceptor().await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let acceptor = TcpListener::bind(bind).into_acceptor().await.map_err(|source| ServeError::Listen {
+        addr: bind,
+        what: "",
+        source,
+    })?;
     let metrics = spawn_metrics_listener(&state).await?;
     for addr in acceptor.local_addr().iter().filter_map(|a| a.as_socket_addr()) {
         tracing::info!("listening on http://{addr}");
@@ -27,26 +54,24 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(build_app(state), shutdown, Some(drain))
         .await
-        .map_err(|e| format!("server error: {e}"))?;
+        .map_err(ServeError::Server)?;
     if let Some(task) = metrics {
         task.abort();
     }
     state_events_flush.flush().await;
-    db.close().await.map_err(|e| e.to_string())?;
+    db.close().await.map_err(ServeError::Open)?;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// `metrics.bind`: `GET /metrics` on a listener of its own, off the public API.
-async fn spawn_metrics_listener(state: &AppState) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    let bind = state.settings.metrics.bind.clone();
-    if bind.is_empty() {
-        return Ok(None);
-    }
-    let acceptor = TcpListener::bind(bind.as_str())
-        .into_acceptor()
-        .await
-        .map_err(|e| format!("cannot listen on {bind} (metrics.bind): {e}"))?;
+async fn spawn_metrics_listener(state: &AppState) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    let Some(bind) = state.settings.metrics.bind else { return Ok(None) };
+    let acceptor = TcpListener::bind(bind).into_acceptor().await.map_err(|source| ServeError::Listen {
+        addr: bind,
+        what: " (metrics.bind)",
+        source,
+    })?;
     for addr in acceptor.local_addr().iter().filter_map(|a| a.as_socket_addr()) {
         tracing::info!("metrics on http://{addr}/metrics");
     }
@@ -59,10 +84,10 @@ async fn spawn_metrics_listener(state: &AppState) -> Result<Option<tokio::task::
 }
 
 /// Installs the handlers now; the future resolves on the first SIGINT or SIGTERM.
-fn shutdown_signal() -> Result<impl Future<Output = ()>, String> {
+fn shutdown_signal() -> Result<impl Future<Output = ()>, ServeError> {
     #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ServeError::Signal)?;
     Ok(async move {
         #[cfg(unix)]
         tokio::select! {

@@ -1,6 +1,5 @@
 //! What every request handler shares.
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -12,15 +11,27 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     audit::AuditSink,
-    authn::{Chain, cache::CredentialCache},
-    config::Settings,
+    authn::cache::CredentialCache,
+    config::{DefaultPermission, Settings, ThrottleBackend},
     events::Events,
     metrics::Metrics,
     net::TrustedProxies,
-    password::Passwords,
+    password::{HashError, Passwords},
     permissions::Permission,
-    throttle::{LoginThrottle, Rate, RedisStore, Store, Window},
+    service::{accounts::Accounts, jwt::Jwt, throttles::RequestThrottles},
+    throttle::{LoginThrottle, RedisStore, Store},
 };
+
+/// What start-up needs and could not get.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Jwt(#[from] crate::service::jwt::KeyError),
+    #[error(transparent)]
+    Passwords(#[from] HashError),
+    #[error("invalid throttle.redis_url: {0}")]
+    Redis(String),
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,79 +39,64 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub passwords: Passwords,
     pub events: Events,
+    /// The use cases: every account change goes through them.
+    pub accounts: Accounts,
+    /// DRF's AnonRateThrottle and UserRateThrottle.
+    pub throttles: RequestThrottles,
     pub proxies: TrustedProxies,
     pub health: Health,
-    pub login_throttle: Arc<LoginThrottle>,
-    /// DRF's AnonRateThrottle and UserRateThrottle.
-    pub anon_throttle: Arc<Window>,
-    pub user_throttle: Arc<Window>,
     pub default_permission: Permission,
-    pub jwt: Arc<crate::service::jwt::Jwt>,
+    pub jwt: Arc<Jwt>,
     pub cache: Arc<CredentialCache>,
     pub metrics: Arc<Metrics>,
-    /// `auth.chain`, and the per-endpoint chains, built once.
-    pub chains: Arc<HashMap<Vec<String>, Chain>>,
 }
 
 impl AppState {
-    pub async fn new(db: DatabaseConnection, settings: Settings) -> Result<Self, String> {
-        let rate = |s: &str| Rate::parse(s);
+    pub async fn new(db: DatabaseConnection, settings: Settings) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new(settings.metrics.enabled));
-        let cache =
-            Arc::new(CredentialCache::new(std::time::Duration::from_secs(settings.cache.ttl), Arc::clone(&metrics)));
+        let cache = Arc::new(CredentialCache::new(Duration::from_secs(settings.cache.ttl), Arc::clone(&metrics)));
         let audit = AuditSink::spawn(db.clone(), Arc::clone(&metrics), settings.audit.queue_capacity);
         // Several instances on one PostgreSQL tell each other of revocations.
         let notify = settings.cache.notify && db.get_database_backend() == sea_orm::DbBackend::Postgres;
         if notify {
             crate::authn::notify::spawn_listener(&db, Arc::clone(&cache));
         }
-        let t = &settings.throttle;
-        let mut state = Self {
-            passwords: Passwords::new(&settings.password, Arc::clone(&metrics))?,
+        let events = Events::new(cache.clone(), Arc::clone(&metrics), audit, notify.then(|| db.clone()));
+        let passwords = Passwords::new(&settings.password, Arc::clone(&metrics))?;
+        let jwt = Arc::new(Jwt::load(&settings.jwt, &db).await?);
+        let throttle = Arc::new(login_throttle(&settings, &db)?);
+        let accounts =
+            Accounts::new(db.clone(), passwords.clone(), throttle, events.clone(), Arc::clone(&jwt), &settings);
+        Ok(Self {
+            throttles: RequestThrottles::new(&settings.throttle, events.clone()),
+            default_permission: match settings.auth.default_permission {
+                DefaultPermission::AllowAny => Permission::AllowAny,
+                DefaultPermission::IsAuthenticated => Permission::IsAuthenticated,
+                DefaultPermission::IsAdminUser => Permission::IsAdminUser,
+                DefaultPermission::IsAuthenticatedOrReadOnly => Permission::IsAuthenticatedOrReadOnly,
+            },
             proxies: TrustedProxies::new(&settings.server.trusted_proxies),
-            login_throttle: Arc::new(login_throttle(&settings, &db)?),
-            anon_throttle: Arc::new(Window::new(rate(&t.anon)?)),
-            user_throttle: Arc::new(Window::new(rate(&t.user)?)),
-            default_permission: Permission::from_name(&settings.auth.default_permission)
-                .ok_or("unknown auth.default_permission")?,
-            chains: Arc::new(HashMap::new()),
-            jwt: Arc::new(crate::service::jwt::Jwt::load(&settings.jwt, &db).await?),
-            cache: Arc::clone(&cache),
-            events: Events::new(Arc::clone(&cache), Arc::clone(&metrics), audit, notify.then(|| db.clone())),
+            passwords,
+            events,
+            accounts,
+            jwt,
+            cache,
             metrics,
             settings: Arc::new(settings),
             health: Health::default(),
             db,
-        };
-        let mut chains = HashMap::new();
-        let default = state.settings.auth.chain.clone();
-        let overrides =
-            crate::api::policy::chain_overrides().map(|names| names.iter().map(|n| n.to_string()).collect());
-        for names in std::iter::once(default).chain(overrides) {
-            let chain = Chain::from_names(&names, &state)?;
-            chains.insert(names, chain);
-        }
-        state.chains = Arc::new(chains);
-        Ok(state)
-    }
-
-    /// The chain a view runs: its own list of authenticators, or `auth.chain`.
-    pub fn chain(&self, names: Option<&[&str]>) -> Option<&Chain> {
-        match names {
-            Some(names) => self.chains.get(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
-            None => self.chains.get(&self.settings.auth.chain),
-        }
+        })
     }
 }
 
 /// The login throttle on the configured store (`throttle.backend`).
-fn login_throttle(settings: &Settings, db: &DatabaseConnection) -> Result<LoginThrottle, String> {
+fn login_throttle(settings: &Settings, db: &DatabaseConnection) -> Result<LoginThrottle, StartError> {
     let t = &settings.throttle;
-    let (per_user, per_ip) = (Rate::parse(&t.login)?, Rate::parse(&t.login_ip)?);
-    let store = match t.backend.as_str() {
-        "database" => Store::Database(db.clone()),
-        "redis" => Store::Redis(RedisStore::new(t.redis_url.expose())?),
-        _ => return Ok(LoginThrottle::new(per_user, per_ip)),
+    let (per_user, per_ip) = (t.login, t.login_ip_rate());
+    let store = match t.backend {
+        ThrottleBackend::Database => Store::Database(db.clone()),
+        ThrottleBackend::Redis => Store::Redis(RedisStore::new(t.redis_url.expose()).map_err(StartError::Redis)?),
+        ThrottleBackend::Memory => return Ok(LoginThrottle::new(per_user, per_ip)),
     };
     Ok(LoginThrottle::with_store(per_user, per_ip, store))
 }

@@ -1,16 +1,15 @@
 //! Account endpoints: registration.
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, types::Example};
 
-use super::security::{Auth, Optional};
 use super::{
     ApiTags,
     body::DrfBody,
+    caller::MaybeAuthed,
     fields::{Char, Fields},
 };
 use crate::{
     error::ApiError,
-    events::EventKind,
-    service::accounts::{self, MAX_PASSWORD, NewUser},
+    service::users::{MAX_PASSWORD, NewUser},
     state::AppState,
 };
 
@@ -81,7 +80,7 @@ impl AccountApi {
     #[oai(path = "/register/", method = "post", operation_id = "register")]
     async fn register(
         &self,
-        caller: Auth<Optional>,
+        caller: MaybeAuthed,
         body: DrfBody<RegisterRequest>,
     ) -> Result<RegisterResponse, ApiError> {
         caller.refuse_foreign_origin(&self.state.settings)?;
@@ -96,8 +95,7 @@ impl AccountApi {
             ..NewUser::default()
         };
         let state = &self.state;
-        let user = accounts::register(&state.db, &state.passwords, new, fields.errors).await?;
-        state.events.emit(EventKind::UserCreated, caller.event(Some(&user), None)).await;
+        let user = state.accounts.register(new, fields.errors, &caller.origin()).await?;
         Ok(RegisterResponse::Created(Json(RegisterBody {
             message: "User created successfully".into(),
             user: UserSummary { id: user.id, username: user.username, email: user.email },

@@ -3,8 +3,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
 
-use super::security::{Auth, Chain};
-use super::{ApiTags, pagination::PageRequest};
+use super::{ApiTags, caller::Authed, pagination::PageRequest};
 use crate::{error::ApiError, state::AppState, store::user};
 
 pub struct AdminApi {
@@ -64,7 +63,7 @@ impl AdminApi {
     #[oai(path = "/users/", method = "get", operation_id = "users_list")]
     async fn users(
         &self,
-        _caller: Auth<Chain>,
+        _caller: Authed,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
     ) -> Result<Json<UserPage>, ApiError> {

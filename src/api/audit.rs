@@ -3,8 +3,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
 use serde_json::Value;
 
-use super::security::{Auth, Chain};
-use super::{ApiTags, pagination::PageRequest};
+use super::{ApiTags, caller::Authed, pagination::PageRequest};
 use crate::{
     error::ApiError,
     service::{
@@ -26,7 +25,8 @@ pub struct AuditEntry {
     /// login_succeeded, login_failed, logged_out, logged_out_everywhere, session_revoked,
     /// token_created, token_revoked, jwt_issued, jwt_rotated, refresh_reuse_detected,
     /// password_changed, user_created, user_activated, user_deactivated,
-    /// permission_granted, permission_revoked, throttled, django_import
+    /// permission_granted, permission_revoked, group_joined, jwt_blacklisted, throttled,
+    /// django_import
     pub event: String,
     #[oai(nullable)]
     pub user_id: Option<i64>,
@@ -122,7 +122,7 @@ impl AuditApi {
     #[allow(clippy::too_many_arguments)]
     async fn audit(
         &self,
-        _caller: Auth<Chain>,
+        _caller: Authed,
         user: Query<Option<String>>,
         event: Query<Option<String>>,
         since: Query<Option<String>>,
@@ -141,14 +141,14 @@ impl AuditApi {
     #[oai(path = "/audit/me/", method = "get", operation_id = "audit_me", tag = "ApiTags::Account")]
     async fn audit_me(
         &self,
-        caller: Auth<Chain>,
+        caller: Authed,
         event: Query<Option<String>>,
         since: Query<Option<String>>,
         until: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
     ) -> Result<Json<AuditPage>, ApiError> {
-        let filter = Filter { user_id: Some(caller.identity()?.user.id), event: event.0, ..Filter::default() };
+        let filter = Filter { user_id: Some(caller.user.id), event: event.0, ..Filter::default() };
         self.list("/audit/me/", filter, since.as_deref(), until.as_deref(), PageRequest::new(page.0, page_size.0)).await
     }
 }

@@ -1,96 +1,43 @@
 //! The authentication middleware: collects credentials from the request, runs the view's
 //! chain and permission (see `policy`), applies DRF's throttles, and hands handlers a
-//! [`Caller`]. Afterwards it keeps sessions alive (sliding expiry) and clears dead cookies.
+//! [`Caller`] (as `caller::Authed` or `caller::MaybeAuthed`). Afterwards it keeps sessions
+//! alive (sliding expiry) and clears dead cookies.
 use std::sync::Arc;
 
 use chrono::Utc;
 use poem::{Endpoint, IntoResponse, Request, Response, http::header, web::cookie::CookieJar};
 
-use super::{cookies, policy::policy_for};
+use super::{
+    cookies,
+    policy::{ViewChains, policy_for},
+};
 use crate::{
-    authn::{Credentials, Identity, Method, cache::Key, csrf},
-    config::Settings,
+    authn::{Credentials, Identity, Method, cache::Key},
     crypto,
     error::{ApiError, NOT_AUTHENTICATED, PERMISSION_DENIED},
-    events::{EventContext, EventKind},
     service::sessions,
     state::AppState,
 };
 
-/// Who is calling, as the chain decided; handlers take it as `security::Auth<_>`.
+/// Who is calling, as the chain decided.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub identity: Option<Arc<Identity>>,
     pub creds: Arc<Credentials>,
 }
 
-impl Caller {
-    /// The authenticated identity (the view's permission guarantees it where required).
-    pub fn identity(&self) -> Result<&Identity, ApiError> {
-        self.identity
-            .as_deref()
-            .ok_or_else(|| ApiError::Unauthenticated { detail: NOT_AUTHENTICATED.into(), challenge: None })
-    }
-
-    /// The who-and-where of a security event caused by this request.
-    pub fn event(&self, user: Option<&crate::store::user::Model>, credential: Option<String>) -> EventContext {
-        EventContext {
-            user_id: user.map(|u| u.id),
-            username: user.map(|u| u.username.clone()),
-            ip: self.creds.client_ip,
-            user_agent: self.creds.user_agent.clone(),
-            credential,
-            ..EventContext::default()
-        }
-    }
-
-    /// Records a throttled attempt in the audit trail and answers DRF's 429.
-    pub async fn throttled(
-        &self,
-        state: &AppState,
-        scope: &'static str,
-        username: Option<&str>,
-        wait: u64,
-    ) -> ApiError {
-        let mut ctx = self.event(self.identity.as_ref().map(|i| i.user.as_ref()), None);
-        if let Some(name) = username {
-            ctx.username = Some(name.to_owned());
-        }
-        ctx.detail = Some(serde_json::json!({"scope": scope, "retry_after": wait}));
-        state.events.emit(EventKind::Throttled, ctx).await;
-        ApiError::Throttled { wait }
-    }
-
-    /// Login CSRF: DRF never checks anonymous POSTs, so a foreign page could sign a victim
-    /// into the attacker's account. On login and registration a present `Origin` must be
-    /// ours or trusted.
-    pub fn refuse_foreign_origin(&self, settings: &Settings) -> Result<(), ApiError> {
-        match &self.creds.origin {
-            Some(origin) if !csrf::origin_verified(&self.creds, origin, &settings.csrf.trusted_origins) => {
-                Err(ApiError::PermissionDenied(format!(
-                    "CSRF Failed: Origin checking failed - {origin} does not match any trusted origins."
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-pub async fn authenticate<E: Endpoint>(next: E, mut req: Request, state: Arc<AppState>) -> poem::Result<Response> {
+pub async fn authenticate<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    state: Arc<AppState>,
+    chains: Arc<ViewChains>,
+) -> poem::Result<Response> {
     let Some(policy) = policy_for(req.uri().path()) else {
         return next.call(req).await.map(IntoResponse::into_response);
     };
     let creds = Arc::new(collect(&mut req, &state).await?);
-    let chain = state.chain(policy.chain).ok_or_else(|| ApiError::Internal("chain not built".into()))?;
-    let found = match chain.authenticate(&creds).await {
-        Ok(found) => found,
-        // Basic checks passwords, so it shares the login throttle.
-        Err(ApiError::Throttled { wait }) => {
-            let caller = Caller { identity: None, creds };
-            return Err(caller.throttled(&state, "login", None, wait).await.into());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let chain = chains.of(&policy);
+    let found = chain.authenticate(&creds).await?;
     let jar = req.cookie().clone();
     if found.stale.contains(&"session") {
         jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
@@ -103,18 +50,10 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request, state: Arc<App
         }
         .into());
     }
-    let throttled = match &found.identity {
-        Some(identity) if state.user_throttle.enabled() => state.user_throttle.allow(&identity.user.id.to_string()),
-        None if state.anon_throttle.enabled() => {
-            state.anon_throttle.allow(&creds.client_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string()))
-        }
-        _ => Ok(()),
-    };
-    let caller = Caller { identity: found.identity, creds };
-    if let Err(wait) = throttled {
-        let scope = if caller.identity.is_some() { "user" } else { "anon" };
-        return Err(caller.throttled(&state, scope, None, wait).await.into());
+    if let Err(wait) = state.throttles.check(found.identity.as_deref(), &creds.origin()).await {
+        return Err(ApiError::Throttled { wait }.into());
     }
+    let caller = Caller { identity: found.identity, creds };
     req.extensions_mut().insert(caller.clone());
     let resp = next.call(req).await?.into_response();
     if resp.status().is_success()

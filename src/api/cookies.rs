@@ -2,13 +2,13 @@
 use chrono::{Duration, TimeZone, Utc};
 use poem::web::cookie::{Cookie, SameSite};
 
-use crate::{authn::csrf, config::Settings};
+use crate::{authn::csrf, config, config::Settings};
 
-fn same_site(value: &str) -> SameSite {
+fn same_site(value: &config::SameSite) -> SameSite {
     match value {
-        "Strict" => SameSite::Strict,
-        "None" => SameSite::None,
-        _ => SameSite::Lax,
+        config::SameSite::Strict => SameSite::Strict,
+        config::SameSite::None => SameSite::None,
+        config::SameSite::Lax => SameSite::Lax,
     }
 }
 

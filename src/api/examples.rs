@@ -2,8 +2,7 @@
 use poem::web::cookie::CookieJar;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use super::security::{Auth, Chain, TokenOnly};
-use super::{ApiTags, MessageBody, admin::UserRow, cookies};
+use super::{ApiTags, MessageBody, admin::UserRow, caller::Authed, cookies};
 use crate::{error::ApiError, state::AppState};
 
 pub struct ExamplesApi {
@@ -40,15 +39,15 @@ impl ExamplesApi {
     ///
     /// The seed's `protected_view`: any authenticated user (`auth.default_permission`).
     #[oai(path = "/protected/", method = "get", operation_id = "protected")]
-    async fn protected(&self, caller: Auth<Chain>) -> Result<Json<MessageBody>, ApiError> {
-        let user = &caller.identity()?.user;
+    async fn protected(&self, caller: Authed) -> Result<Json<MessageBody>, ApiError> {
+        let user = &caller.user;
         Ok(message(format!("Hello, {}! You have access to this view.", user.username)))
     }
 
     /// A dashboard
     #[oai(path = "/dashboard/", method = "get", operation_id = "dashboard")]
-    async fn dashboard(&self, caller: Auth<Chain>) -> Result<Json<MessageBody>, ApiError> {
-        let user = &caller.identity()?.user;
+    async fn dashboard(&self, caller: Authed) -> Result<Json<MessageBody>, ApiError> {
+        let user = &caller.user;
         Ok(message(format!("Hello {}, welcome to your dashboard", user.username)))
     }
 
@@ -57,16 +56,15 @@ impl ExamplesApi {
     /// This view's chain is `["token"]` (DRF's per-view `authentication_classes`): a
     /// session cookie is not enough, and an anonymous call gets 401 `WWW-Authenticate: Token`.
     #[oai(path = "/profile/", method = "get", operation_id = "profile", tag = "ApiTags::Token")]
-    async fn profile(&self, caller: Auth<TokenOnly>) -> Result<Json<ProfileBody>, ApiError> {
-        let user = &caller.identity()?.user;
+    async fn profile(&self, caller: Authed) -> Result<Json<ProfileBody>, ApiError> {
+        let user = &caller.user;
         Ok(Json(ProfileBody { username: user.username.clone(), email: user.email.clone() }))
     }
 
     /// Who am I
     #[oai(path = "/whoami/", method = "get", operation_id = "whoami", tag = "ApiTags::Account")]
-    async fn whoami(&self, caller: Auth<Chain>) -> Result<Json<WhoAmI>, ApiError> {
-        let identity = caller.identity()?;
-        Ok(Json(WhoAmI { user: UserRow::from(identity.user.as_ref()), auth: identity.method.as_str().to_owned() }))
+    async fn whoami(&self, caller: Authed) -> Result<Json<WhoAmI>, ApiError> {
+        Ok(Json(WhoAmI { user: UserRow::from(caller.user.as_ref()), auth: caller.method.as_str().to_owned() }))
     }
 
     /// Publish (needs `articles.can_publish`)
@@ -74,8 +72,8 @@ impl ExamplesApi {
     /// Allowed to users holding the Django-style permission `articles.can_publish`
     /// directly or through a group, and to superusers.
     #[oai(path = "/publish/", method = "post", operation_id = "publish")]
-    async fn publish(&self, caller: Auth<Chain>) -> Result<Json<MessageBody>, ApiError> {
-        let user = &caller.identity()?.user;
+    async fn publish(&self, caller: Authed) -> Result<Json<MessageBody>, ApiError> {
+        let user = &caller.user;
         Ok(message(format!("Article published by {}", user.username)))
     }
 

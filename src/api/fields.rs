@@ -77,7 +77,7 @@ impl<'a> Fields<'a> {
         if let Some(max) = spec.max_length
             && value.chars().count() > max
         {
-            return Err(Some(crate::service::accounts::max_length_message(max)));
+            return Err(Some(crate::service::users::max_length_message(max)));
         }
         if value.contains('\0') {
             return Err(Some(NULL_CHARACTERS.into()));

@@ -4,18 +4,18 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod caller;
 pub mod cookies;
 pub mod examples;
 pub mod fields;
 pub mod health;
 pub mod pagination;
 pub mod policy;
-pub mod security;
 pub mod session;
 pub mod spec;
 pub mod tokens;
 
-use poem_openapi::{Object, OpenApiService, Tags};
+use poem_openapi::{ApiResponse, Object, OpenApiService, Tags};
 
 use crate::state::AppState;
 
@@ -40,6 +40,14 @@ pub enum ApiTags {
 #[derive(Debug, Object)]
 pub struct MessageBody {
     pub message: String,
+}
+
+/// A revocation's answer.
+#[derive(ApiResponse)]
+pub enum Deleted {
+    /// Revoked.
+    #[oai(status = 204)]
+    NoContent,
 }
 
 pub type Apis = (

@@ -1,13 +1,24 @@
 //! Which authenticators and which permission each view has: DRF's per-view
-//! `authentication_classes` and `permission_classes`, in one table. Authentication and
-//! permissions run before routing, so an anonymous DELETE on `/protected/` is a 401/403,
-//! not a 405, as in DRF; paths not listed here (health, docs, spec) are not DRF views.
-use crate::permissions::Permission;
+//! `authentication_classes` and `permission_classes`, in one table. It is the one source:
+//! the authentication middleware enforces it (before routing, so an anonymous DELETE on
+//! `/protected/` is a 401/403, not a 405, as in DRF), and the spec's per-operation
+//! `security` and "Permission" line are derived from it (`spec`). Paths not listed here
+//! (health, docs, spec) are not DRF views.
+use std::{collections::HashMap, sync::Arc};
+
+use serde_json::{Value, json};
+
+use crate::{
+    authn::Chain,
+    config::AuthScheme::{self, Basic, Jwt, Session, Token},
+    permissions::Permission,
+    state::AppState,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     /// `None`: `auth.chain`.
-    pub chain: Option<&'static [&'static str]>,
+    pub chain: Option<&'static [AuthScheme]>,
     /// `None`: `auth.default_permission`.
     pub permission: Option<Permission>,
 }
@@ -19,6 +30,7 @@ const fn view(permission: Option<Permission>) -> Policy {
 const ANYONE: Policy = view(Some(Permission::AllowAny));
 const SIGNED_IN: Policy = view(Some(Permission::IsAuthenticated));
 const DEFAULT: Policy = view(None);
+const STAFF: Policy = view(Some(Permission::IsAdminUser));
 /// simplejwt's token views: `authentication_classes = ()`.
 const NO_AUTHENTICATION: Policy = Policy { chain: Some(&[]), permission: Some(Permission::AllowAny) };
 
@@ -31,10 +43,10 @@ const ROUTES: &[(&str, Policy)] = &[
     ("/csrf", ANYONE),
     ("/protected", DEFAULT),
     ("/dashboard", DEFAULT),
-    ("/profile", Policy { chain: Some(&["token"]), permission: Some(Permission::IsAuthenticated) }),
+    ("/profile", Policy { chain: Some(&[Token]), permission: Some(Permission::IsAuthenticated) }),
     ("/whoami", SIGNED_IN),
     ("/session", DEFAULT),
-    ("/session/data", Policy { chain: Some(&["session"]), permission: Some(Permission::IsAuthenticated) }),
+    ("/session/data", Policy { chain: Some(&[Session]), permission: Some(Permission::IsAuthenticated) }),
     ("/sessions", SIGNED_IN),
     ("/sessions/{}", SIGNED_IN),
     ("/tokens", SIGNED_IN),
@@ -46,8 +58,8 @@ const ROUTES: &[(&str, Policy)] = &[
     ("/api/token/verify", NO_AUTHENTICATION),
     ("/api/token/blacklist", NO_AUTHENTICATION),
     ("/publish", view(Some(Permission::HasPerm("articles.can_publish")))),
-    ("/users", view(Some(Permission::IsAdminUser))),
-    ("/audit", view(Some(Permission::IsAdminUser))),
+    ("/users", STAFF),
+    ("/audit", STAFF),
     ("/audit/me", SIGNED_IN),
     ("/cookie/set", ANYONE),
     ("/cookie/get", ANYONE),
@@ -89,9 +101,70 @@ fn matches(pattern: &str, path: &str) -> bool {
     }
 }
 
-/// Every chain a view overrides, so they can be built once at start-up.
-pub fn chain_overrides() -> impl Iterator<Item = &'static [&'static str]> {
-    ROUTES.iter().filter_map(|(_, p)| p.chain)
+/// `auth.chain` and every chain a view overrides, built once at start-up.
+pub struct ViewChains {
+    default: Chain,
+    overrides: HashMap<&'static [AuthScheme], Chain>,
+}
+
+impl ViewChains {
+    pub fn new(state: &AppState) -> Arc<Self> {
+        let overrides = ROUTES.iter().filter_map(|(_, p)| p.chain).map(|c| (c, Chain::new(c, state))).collect();
+        Arc::new(Self { default: Chain::new(&state.settings.auth.chain, state), overrides })
+    }
+
+    /// The chain a view runs.
+    pub fn of(&self, policy: &Policy) -> &Chain {
+        policy.chain.and_then(|c| self.overrides.get(c)).unwrap_or(&self.default)
+    }
+}
+
+/// What the spec documents, whatever the configuration (the served spec must not change
+/// with it): a view on `auth.chain` lists the four schemes (the default chain, and Basic
+/// for deployments that add it), and a view on `auth.default_permission` its default,
+/// `is_authenticated`.
+const DOCUMENTED_CHAIN: &[AuthScheme] = &[Session, Token, Jwt, Basic];
+
+/// The OpenAPI `security` of an operation: one requirement per accepted scheme (the
+/// session one with the CSRF header on unsafe methods), and `{}` when anonymous callers
+/// get through.
+pub fn documented_security(policy: &Policy, method: &str) -> Value {
+    let unsafe_method = !matches!(method, "get" | "head" | "options" | "trace");
+    let mut requirements: Vec<Value> = policy
+        .chain
+        .unwrap_or(DOCUMENTED_CHAIN)
+        .iter()
+        .map(|scheme| match scheme {
+            Session if unsafe_method => json!({"session": [], "csrf": []}),
+            other => json!({ other.as_str(): [] }),
+        })
+        .collect();
+    if documented_permission(policy).allows_anonymous(&method.to_ascii_uppercase()) {
+        requirements.push(json!({}));
+    }
+    Value::Array(requirements)
+}
+
+fn documented_permission(policy: &Policy) -> Permission {
+    policy.permission.unwrap_or(Permission::IsAuthenticated)
+}
+
+/// The line the spec adds to an operation's description about who may call it.
+pub fn documented_requirement(policy: &Policy) -> Option<String> {
+    let permission = documented_permission(policy);
+    let line = match (policy.permission, permission) {
+        (None, _) => "**Permission:** `auth.default_permission` (by default `is_authenticated`).".to_owned(),
+        (_, Permission::AllowAny) => return None,
+        (_, Permission::IsAuthenticated) => "**Permission:** any authenticated user.".to_owned(),
+        (_, Permission::IsAdminUser) => "**Permission:** staff users (`is_staff`).".to_owned(),
+        (_, Permission::IsAuthenticatedOrReadOnly) => {
+            "**Permission:** anyone may read; writing needs an authenticated user.".to_owned()
+        }
+        (_, Permission::HasPerm(perm)) => {
+            format!("**Permission:** `{perm}`, held directly, through a group, or as a superuser.")
+        }
+    };
+    Some(line)
 }
 
 #[cfg(test)]
@@ -106,9 +179,21 @@ mod tests {
         assert!(policy_for("/sessions/abc/def").is_none());
         assert!(policy_for("/healthz").is_none());
         assert!(policy_for("/").is_none());
-        assert_eq!(policy_for("/profile").and_then(|p| p.chain), Some(&["token"][..]));
+        assert_eq!(policy_for("/profile").and_then(|p| p.chain), Some(&[Token][..]));
         assert_eq!(route_label("/sessions/abc/"), "/sessions/{}");
         assert_eq!(route_label("/docs/"), "/docs");
         assert_eq!(route_label("/nope/x"), "unmatched");
+    }
+
+    #[test]
+    fn documented_security_follows_the_table() {
+        let get = |path| documented_security(&policy_for(path).unwrap(), "get");
+        assert_eq!(get("/profile"), json!([{"token": []}]));
+        assert_eq!(get("/api/token"), json!([{}]));
+        assert_eq!(get("/users"), json!([{"session": []}, {"token": []}, {"jwt": []}, {"basic": []}]));
+        let login = documented_security(&policy_for("/login").unwrap(), "post");
+        assert_eq!(login, json!([{"session": [], "csrf": []}, {"token": []}, {"jwt": []}, {"basic": []}, {}]));
+        assert!(documented_requirement(&policy_for("/publish").unwrap()).unwrap().contains("articles.can_publish"));
+        assert_eq!(documented_requirement(&policy_for("/login").unwrap()), None);
     }
 }

@@ -4,21 +4,19 @@ use poem::web::cookie::CookieJar;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
 use serde_json::{Map, Value, json};
 
-use super::security::{Auth, Chain, Optional, SessionOnly};
 use super::{
-    ApiTags, MessageBody,
+    ApiTags, Deleted, MessageBody,
     body::DrfBody,
+    caller::{Authed, MaybeAuthed},
     cookies,
     fields::{Char, Fields},
 };
 use crate::{
-    authn::{Identity, Method, csrf},
-    error::ApiError,
-    events::{EventContext, EventKind},
+    authn::{Identity, csrf},
+    error::{ApiError, jwt_error},
     service::{
-        accounts::{self, Refusal},
-        sessions::{self, Origin},
-        tokens,
+        accounts::{LoginError, LogoutError, PasswordChangeError},
+        sessions, users,
     },
     state::AppState,
 };
@@ -85,13 +83,6 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-#[derive(ApiResponse)]
-pub enum Deleted {
-    /// Revoked.
-    #[oai(status = 204)]
-    NoContent,
-}
-
 /// Optional: with JWT authentication, the refresh token to blacklist too. A session or
 /// Token caller sends an empty body or `{}`.
 #[derive(Debug, Object)]
@@ -127,12 +118,6 @@ impl Example for PasswordChangeRequest {
 /// The session's own data: any JSON object.
 pub type SessionData = std::collections::HashMap<String, Value>;
 
-impl SessionApi {
-    fn age(&self) -> chrono::Duration {
-        chrono::Duration::seconds(i64::try_from(self.state.settings.session.cookie_age).unwrap_or(i64::MAX / 1000))
-    }
-}
-
 #[OpenApi(tag = "ApiTags::Session")]
 impl SessionApi {
     /// Log in (session)
@@ -144,61 +129,25 @@ impl SessionApi {
     #[oai(path = "/login/", method = "post", operation_id = "login")]
     async fn login(
         &self,
-        caller: Auth<Optional>,
+        caller: MaybeAuthed,
         jar: &CookieJar,
         body: DrfBody<LoginRequest>,
     ) -> Result<MessageResponse, ApiError> {
-        caller.refuse_foreign_origin(&self.state.settings)?;
+        let state = &self.state;
+        caller.refuse_foreign_origin(&state.settings)?;
         let mut fields = Fields::new(&body.data)?;
         let username = fields.char("username", Char { trim: false, ..Char::REQUIRED });
         let password = fields.char("password", Char::PASSWORD);
         fields.errors.into_result()?;
-        let state = &self.state;
-        let ip = caller.creds.client_ip;
-        let user = match accounts::check_credentials(
-            &state.db,
-            &state.passwords,
-            &state.login_throttle,
-            &username,
-            &password,
-            ip,
-        )
-        .await?
-        {
-            Ok(user) => user,
-            Err(Refusal::Throttled(wait)) => return Err(caller.throttled(state, "login", Some(&username), wait).await),
-            Err(Refusal::Invalid) => {
-                let ctx = EventContext { username: Some(username.clone()), ..caller.event(None, None) };
-                state.events.emit(EventKind::LoginFailed, ctx).await;
-                return Err(ApiError::Body {
-                    status: poem::http::StatusCode::BAD_REQUEST,
-                    body: json!({"error": "Invalid credentials"}),
-                    challenge: None,
-                });
-            }
+        let presented = caller.identity.as_deref();
+        let key = match state.accounts.log_in(&username, &password, presented, &caller.origin()).await {
+            Ok(key) => key,
+            Err(LoginError::Invalid) => return Err(invalid_credentials()),
+            Err(LoginError::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
+            Err(LoginError::Service(e)) => return Err(e.into()),
         };
-        let key = match caller.identity.as_ref().and_then(|i| i.session().map(|s| (i, s))) {
-            // Django's cycle_key: same user, same data, new key.
-            Some((identity, session)) if identity.user.id == user.id => {
-                sessions::cycle_key(&state.db, session.id, Some(&user.security_stamp), self.age()).await?
-            }
-            other => {
-                if let Some((previous, session)) = other {
-                    sessions::delete(&state.db, session.id).await?;
-                    let ctx = EventContext {
-                        credential: Some(session.public_id.clone()),
-                        ..caller.event(Some(&previous.user), None)
-                    };
-                    state.events.emit(EventKind::SessionRevoked, ctx).await;
-                }
-                let origin = Origin { ip: ip.map(|ip| ip.to_string()), user_agent: caller.creds.user_agent.clone() };
-                sessions::create(&state.db, &user, origin, self.age()).await?.0
-            }
-        };
-        accounts::record_login(&state.db, user.id).await?;
         jar.add(cookies::session(&key, &state.settings));
         jar.add(cookies::csrf(&csrf::new_secret(), &state.settings));
-        state.events.emit(EventKind::LoginSucceeded, caller.event(Some(&user), None)).await;
         Ok(message("Logged in successfully"))
     }
 
@@ -209,29 +158,20 @@ impl SessionApi {
     #[oai(path = "/logout/", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
-        caller: Auth<Optional>,
+        caller: MaybeAuthed,
         jar: &CookieJar,
         body: DrfBody<LogoutRequest, false>,
     ) -> Result<MessageResponse, ApiError> {
-        let state = &self.state;
         let mut fields = Fields::new(&body.data)?;
         let refresh = fields.char("refresh", Char::OPTIONAL);
         fields.errors.into_result()?;
-        if !refresh.is_empty() {
-            state.jwt.blacklist(&state.db, &refresh).await.map_err(super::tokens::jwt_error)?;
-        }
-        if let Some(identity) = &caller.identity {
-            match &identity.credential {
-                crate::authn::Credential::Session(session) => {
-                    sessions::delete(&state.db, session.id).await?;
-                    jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
-                }
-                crate::authn::Credential::Token { id, .. } => {
-                    tokens::delete(&state.db, identity.user.id, *id).await?;
-                }
-                _ => {}
-            }
-            state.events.emit(EventKind::LoggedOut, caller.event(Some(&identity.user), None)).await;
+        let refresh = Some(refresh.as_str()).filter(|r| !r.is_empty());
+        let state = &self.state;
+        match state.accounts.logout(caller.identity.as_deref(), refresh, &caller.origin()).await {
+            Ok(true) => jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings)),
+            Ok(false) => {}
+            Err(LogoutError::Jwt(e)) => return Err(jwt_error(e)),
+            Err(LogoutError::Service(e)) => return Err(e.into()),
         }
         Ok(message("Logged out successfully"))
     }
@@ -240,17 +180,12 @@ impl SessionApi {
     ///
     /// Revokes every session, token and JWT of the user, this one included.
     #[oai(path = "/logoutall/", method = "post", operation_id = "logoutall")]
-    async fn logoutall(&self, caller: Auth<Chain>, jar: &CookieJar) -> Result<MessageResponse, ApiError> {
-        let identity = caller.identity()?;
+    async fn logoutall(&self, caller: Authed, jar: &CookieJar) -> Result<MessageResponse, ApiError> {
         let state = &self.state;
-        let user = accounts::rotate_stamp(&state.db, (*identity.user).clone()).await?;
-        sessions::delete_for_user(&state.db, user.id, None).await?;
-        tokens::delete_for_user(&state.db, user.id).await?;
-        crate::service::jwt::blacklist_user(&state.db, user.id).await?;
+        state.accounts.logout_everywhere(&caller.user, &caller.origin()).await?;
         if caller.creds.cookies.contains_key(&state.settings.session.cookie_name) {
             jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
         }
-        state.events.emit(EventKind::LoggedOutEverywhere, caller.event(Some(&user), None)).await;
         Ok(message("Logged out of every session and token"))
     }
 
@@ -259,7 +194,7 @@ impl SessionApi {
     /// Sets the `csrftoken` cookie if missing (Django's `ensure_csrf_cookie`) and returns a
     /// masked token to send as `X-CSRFToken` on unsafe session requests.
     #[oai(path = "/csrf/", method = "get", operation_id = "csrf")]
-    async fn csrf(&self, caller: Auth<Optional>, jar: &CookieJar) -> Json<CsrfBody> {
+    async fn csrf(&self, caller: MaybeAuthed, jar: &CookieJar) -> Json<CsrfBody> {
         let settings = &self.state.settings;
         let cookie = caller.creds.cookies.get(&settings.csrf.cookie_name).map(String::as_str);
         let secret = csrf::valid_cookie_secret(cookie).unwrap_or_else(|| {
@@ -272,7 +207,7 @@ impl SessionApi {
 
     /// The current session
     #[oai(path = "/session/", method = "get", operation_id = "session")]
-    async fn session(&self, caller: Auth<Chain>) -> Json<SessionBody> {
+    async fn session(&self, caller: MaybeAuthed) -> Json<SessionBody> {
         let identity = caller.identity.as_deref();
         Json(SessionBody {
             session_key: identity.and_then(Identity::session).map(|s| s.public_id.clone()),
@@ -282,8 +217,8 @@ impl SessionApi {
 
     /// Read the session's data
     #[oai(path = "/session/data/", method = "get", operation_id = "session_data_get")]
-    async fn session_data(&self, caller: Auth<SessionOnly>) -> Result<Json<Value>, ApiError> {
-        let session = caller.identity()?.session().ok_or(ApiError::NotFound)?;
+    async fn session_data(&self, caller: Authed) -> Result<Json<Value>, ApiError> {
+        let session = caller.session().ok_or(ApiError::NotFound)?;
         let data = sessions::data(&self.state.db, session.id).await?.ok_or(ApiError::NotFound)?;
         Ok(Json(Value::Object(data)))
     }
@@ -295,10 +230,10 @@ impl SessionApi {
     #[oai(path = "/session/data/", method = "patch", operation_id = "session_data_patch")]
     async fn patch_session_data(
         &self,
-        caller: Auth<SessionOnly>,
+        caller: Authed,
         body: DrfBody<SessionData, false>,
     ) -> Result<Json<Value>, ApiError> {
-        let session = caller.identity()?.session().ok_or(ApiError::NotFound)?;
+        let session = caller.session().ok_or(ApiError::NotFound)?;
         let patch: &Map<String, Value> = Fields::new(&body.data)?.data;
         let data = sessions::merge_data(&self.state.db, session.id, patch).await?.ok_or(ApiError::NotFound)?;
         Ok(Json(Value::Object(data)))
@@ -306,10 +241,9 @@ impl SessionApi {
 
     /// List my sessions
     #[oai(path = "/sessions/", method = "get", operation_id = "sessions_list")]
-    async fn sessions(&self, caller: Auth<Chain>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-        let identity = caller.identity()?;
-        let current = identity.session().map(|s| s.id);
-        let rows = sessions::list_for_user(&self.state.db, identity.user.id).await?;
+    async fn sessions(&self, caller: Authed) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+        let current = caller.session().map(|s| s.id);
+        let rows = sessions::list_for_user(&self.state.db, caller.user.id).await?;
         Ok(Json(
             rows.into_iter()
                 .map(|s| SessionInfo {
@@ -329,20 +263,13 @@ impl SessionApi {
     ///
     /// 404 when the id is not one of the caller's sessions.
     #[oai(path = "/sessions/:id/", method = "delete", operation_id = "sessions_delete")]
-    async fn delete_session(
-        &self,
-        caller: Auth<Chain>,
-        jar: &CookieJar,
-        id: Path<String>,
-    ) -> Result<Deleted, ApiError> {
-        let identity = caller.identity()?;
+    async fn delete_session(&self, caller: Authed, jar: &CookieJar, id: Path<String>) -> Result<Deleted, ApiError> {
         let state = &self.state;
-        let deleted = sessions::delete_public(&state.db, identity.user.id, &id).await?.ok_or(ApiError::NotFound)?;
-        if identity.session().is_some_and(|s| s.id == deleted) {
+        let deleted =
+            state.accounts.revoke_session(&caller.user, &id, &caller.origin()).await?.ok_or(ApiError::NotFound)?;
+        if caller.session().is_some_and(|s| s.id == deleted) {
             jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));
         }
-        let ctx = caller.event(Some(&identity.user), Some(id.0.clone()));
-        state.events.emit(EventKind::SessionRevoked, ctx).await;
         Ok(Deleted::NoContent)
     }
 
@@ -353,56 +280,30 @@ impl SessionApi {
     #[oai(path = "/password/change/", method = "post", operation_id = "password_change", tag = "ApiTags::Account")]
     async fn password_change(
         &self,
-        caller: Auth<Chain>,
+        caller: Authed,
         jar: &CookieJar,
         body: DrfBody<PasswordChangeRequest>,
     ) -> Result<MessageResponse, ApiError> {
-        let identity = caller.identity()?;
         let mut fields = Fields::new(&body.data)?;
         let old = fields.char("old_password", Char::PASSWORD);
-        let new = fields.char("new_password", Char::PASSWORD.max(accounts::MAX_PASSWORD));
+        let new = fields.char("new_password", Char::PASSWORD.max(users::MAX_PASSWORD));
         fields.errors.into_result()?;
         let state = &self.state;
-        let ip = caller.creds.client_ip;
-        let username = &identity.user.username;
-        match accounts::check_credentials(&state.db, &state.passwords, &state.login_throttle, username, &old, ip)
-            .await?
-        {
-            Ok(_) => {}
-            Err(Refusal::Throttled(wait)) => return Err(caller.throttled(state, "login", Some(username), wait).await),
-            Err(Refusal::Invalid) => {
-                return Err(ApiError::Validation(crate::service::FieldErrors::single(
-                    "old_password",
-                    "Your old password was entered incorrectly. Please enter it again.",
-                )));
-            }
+        match state.accounts.change_password(&caller, &old, new, &caller.origin()).await {
+            Ok(Some(key)) => jar.add(cookies::session(&key, &state.settings)),
+            Ok(None) => {}
+            Err(PasswordChangeError::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
+            Err(PasswordChangeError::Service(e)) => return Err(e.into()),
         }
-        let user = accounts::set_password(&state.db, &state.passwords, (*identity.user).clone(), new)
-            .await
-            .map_err(|e| rename_field(e, "password", "new_password"))?;
-        let keep_session = identity.session().map(|s| s.id);
-        sessions::delete_for_user(&state.db, user.id, keep_session).await?;
-        let keep_token = match identity.credential {
-            crate::authn::Credential::Token { id, .. } => Some(id),
-            _ => None,
-        };
-        tokens::delete_for_user_except(&state.db, user.id, keep_token).await?;
-        crate::service::jwt::blacklist_user(&state.db, user.id).await?;
-        if let (Some(id), Method::Session) = (keep_session, identity.method) {
-            let key = sessions::cycle_key(&state.db, id, Some(&user.security_stamp), self.age()).await?;
-            jar.add(cookies::session(&key, &state.settings));
-        }
-        state.events.emit(EventKind::PasswordChanged, caller.event(Some(&user), None)).await;
         Ok(message("Password changed successfully"))
     }
 }
 
-/// Validators report on "password"; this endpoint's field is another.
-fn rename_field(err: crate::service::ServiceError, from: &str, to: &str) -> crate::service::ServiceError {
-    match err {
-        crate::service::ServiceError::Invalid(errors) => {
-            crate::service::ServiceError::Invalid(errors.renamed(from, to))
-        }
-        other => other,
+/// The seed's answer to any failed login, missing fields aside.
+fn invalid_credentials() -> ApiError {
+    ApiError::Body {
+        status: poem::http::StatusCode::BAD_REQUEST,
+        body: json!({"error": "Invalid credentials"}),
+        challenge: None,
     }
 }

@@ -1,11 +1,13 @@
 //! The served OpenAPI document and the Swagger UI page.
 //!
-//! poem-openapi generates the document from the handlers; three things it cannot say are
-//! added here, in one pass over the generated JSON:
+//! poem-openapi generates the document from the handlers; what it cannot say is added
+//! here, in one pass over the generated JSON:
 //! - paths end in `/`, as DRF's URLs (and API.md) do; the server answers both forms;
-//! - an unsafe request authenticated by the session cookie also needs the `X-CSRFToken`
-//!   header (DRF's `SessionAuthentication.enforce_csrf`): those operations require the
-//!   `session` scheme *and* the `csrf` one;
+//! - the authentication schemes, and per operation the security and permission the policy
+//!   table (`policy`) enforces — the one source, so the two cannot disagree. An unsafe
+//!   request authenticated by the session cookie also needs the `X-CSRFToken` header
+//!   (DRF's `SessionAuthentication.enforce_csrf`): those requirements name `session` *and*
+//!   `csrf`;
 //! - a response poem-openapi left without a description gets its status's reason phrase.
 //!
 //! The Swagger UI page embeds that document and copies the `csrftoken` cookie into the
@@ -14,7 +16,7 @@
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, endpoint::make_sync, http::StatusCode, web::Html};
 use serde_json::{Value, json};
 
-use super::security::{CSRF, SESSION};
+use super::policy::{Policy, documented_requirement, documented_security, policy_for};
 use crate::state::AppState;
 
 /// Paths that are not DRF views and keep their exact form.
@@ -33,41 +35,60 @@ fn finish(generated: &str) -> String {
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         let old = std::mem::take(paths);
         for (path, mut item) in old {
+            let policy = policy_for(&path);
             if let Some(operations) = item.as_object_mut() {
                 for (method, operation) in operations.iter_mut() {
-                    finish_operation(method, operation);
+                    if let Some(policy) = &policy {
+                        document_policy(policy, method, operation);
+                    }
+                    finish_operation(operation);
                 }
             }
             let path = if NO_SLASH.contains(&path.as_str()) || path.ends_with('/') { path } else { format!("{path}/") };
             paths.insert(path, item);
         }
     }
-    if let Some(schemes) = doc.pointer_mut("/components/securitySchemes").and_then(Value::as_object_mut) {
-        schemes.insert(
-            CSRF.into(),
-            json!({
-                "type": "apiKey",
-                "in": "header",
-                "name": "X-CSRFToken",
-                "description": "Django's CSRF token: the value of the `csrftoken` cookie (`GET /csrf/` sets it and \
-                    returns it). Needed, with the session cookie, on POST/PUT/PATCH/DELETE requests \
-                    authenticated by the session; not with Token, Bearer or Basic. The Swagger UI page \
-                    fills it in from the cookie by itself."
-            }),
-        );
+    if let Some(components) = doc.as_object_mut().map(|d| d.entry("components").or_insert_with(|| json!({}))) {
+        components["securitySchemes"] = security_schemes();
     }
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| generated.to_owned())
 }
 
-fn finish_operation(method: &str, operation: &mut Value) {
-    let unsafe_method = matches!(method, "post" | "put" | "patch" | "delete");
-    if unsafe_method && let Some(security) = operation.get_mut("security").and_then(Value::as_array_mut) {
-        for requirement in security.iter_mut().filter_map(Value::as_object_mut) {
-            if requirement.len() == 1 && requirement.contains_key(SESSION) {
-                requirement.insert(CSRF.into(), json!([]));
-            }
-        }
+/// The ways to authenticate, as Swagger UI's "Authorize" offers them.
+fn security_schemes() -> Value {
+    json!({
+        "basic": {"type": "http", "scheme": "basic",
+            "description": "Username and password on every request (when `\"basic\"` is in `auth.chain`)."},
+        "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRFToken",
+            "description": "Django's CSRF token: the value of the `csrftoken` cookie (`GET /csrf/` sets it and \
+                returns it). Needed, with the session cookie, on POST/PUT/PATCH/DELETE requests \
+                authenticated by the session; not with Token, Bearer or Basic. The Swagger UI page \
+                fills it in from the cookie by itself."},
+        "jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "simplejwt's access token from `POST /api/token/`."},
+        "session": {"type": "apiKey", "in": "cookie", "name": "sessionid",
+            "description": "The `sessionid` cookie set by `POST /login/` (the browser sends it by itself). \
+                Unsafe methods also need the `X-CSRFToken` header."},
+        "token": {"type": "apiKey", "in": "header", "name": "Authorization",
+            "description": "DRF's token authentication: paste `Token <key>` (the key from \
+                `POST /api-token-auth/` or `portcullis drf_create_token`)."},
+    })
+}
+
+/// The operation's security and permission, from the policy table.
+fn document_policy(policy: &Policy, method: &str, operation: &mut Value) {
+    let Some(map) = operation.as_object_mut() else { return };
+    map.insert("security".into(), documented_security(policy, method));
+    if let Some(line) = documented_requirement(policy) {
+        let description = match map.get("description").and_then(Value::as_str) {
+            Some(text) if !text.is_empty() => format!("{text}\n\n{line}"),
+            _ => line,
+        };
+        map.insert("description".into(), json!(description));
     }
+}
+
+fn finish_operation(operation: &mut Value) {
     // The audit filters are parsed by the handler (for DRF's message); say what they take.
     if let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
         for parameter in parameters.iter_mut() {
@@ -177,29 +198,32 @@ mod tests {
     }
 
     #[test]
-    fn paths_get_slashes_unsafe_session_operations_need_csrf_and_responses_a_description() {
+    fn paths_get_slashes_security_comes_from_the_policy_and_responses_a_description() {
         let generated = json!({
             "paths": {
-                "/login": {"post": {"security": [{"session": []}, {"token": []}, {}], "requestBody": {},
+                "/login": {"post": {"requestBody": {},
                                     "responses": {"200": {"description": ""}, "400": {"description": "Bad"}}}},
-                "/session/data": {"get": {"security": [{"session": []}]}, "patch": {"security": [{"session": []}]}},
-                "/tokens/{id}": {"delete": {"security": [{"session": []}]}},
+                "/session/data": {"get": {}, "patch": {}},
+                "/publish": {"post": {"description": "Publish."}},
                 "/healthz": {"get": {}}
-            },
-            "components": {"securitySchemes": {"session": {}}}
+            }
         });
         let doc: Value = serde_json::from_str(&finish(&generated.to_string())).unwrap();
         let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
-        assert_eq!(paths, ["/login/", "/session/data/", "/tokens/{id}/", "/healthz"]);
+        assert_eq!(paths, ["/login/", "/session/data/", "/publish/", "/healthz"]);
         let login = operation(&doc, "/login/", "post").unwrap();
-        assert_eq!(login["security"], json!([{"session": [], "csrf": []}, {"token": []}, {}]));
+        let chain = json!([{"session": [], "csrf": []}, {"token": []}, {"jwt": []}, {"basic": []}, {}]);
+        assert_eq!(login["security"], chain);
         assert_eq!(login["responses"]["200"]["description"], "OK");
         assert_eq!(login["responses"]["400"]["description"], "Bad");
         assert_eq!(operation(&doc, "/session/data/", "get").unwrap()["security"], json!([{"session": []}]));
         assert_eq!(
-            operation(&doc, "/tokens/{id}/", "delete").unwrap()["security"],
+            operation(&doc, "/session/data/", "patch").unwrap()["security"],
             json!([{"session": [], "csrf": []}])
         );
+        let publish = operation(&doc, "/publish/", "post").unwrap()["description"].as_str().unwrap();
+        assert!(publish.starts_with("Publish.\n\n**Permission:** `articles.can_publish`"), "{publish}");
+        assert!(operation(&doc, "/healthz", "get").unwrap().get("security").is_none());
         assert_eq!(doc["components"]["securitySchemes"]["csrf"]["name"], "X-CSRFToken");
     }
 

@@ -4,22 +4,15 @@ use poem::http::StatusCode;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
 use serde_json::{Value, json};
 
-use super::security::{Auth, Chain, Nobody, Optional};
 use super::{
-    ApiTags,
-    auth::Caller,
+    ApiTags, Deleted,
     body::DrfBody,
+    caller::{Authed, MaybeAuthed},
     fields::{Char, Fields},
-    session::Deleted,
 };
 use crate::{
-    error::ApiError,
-    events::{EventContext, EventKind},
-    service::{
-        accounts::{self, Refusal},
-        jwt::{JwtError, TokenError},
-        tokens,
-    },
+    error::{ApiError, BEARER_CHALLENGE, jwt_error},
+    service::{accounts::LoginError, tokens},
     state::AppState,
 };
 
@@ -151,57 +144,21 @@ pub enum EmptyResponse {
     Ok(Json<Empty>),
 }
 
-const BEARER_CHALLENGE: &str = "Bearer realm=\"api\"";
-
-/// simplejwt's 401s: `{"detail", "code"}` with the Bearer challenge.
-pub fn jwt_error(err: JwtError) -> ApiError {
-    let body = match err {
-        JwtError::Db(e) => return e.into(),
-        JwtError::Refused(TokenError::Token(message)) => json!({"detail": message, "code": "token_not_valid"}),
-        JwtError::Refused(TokenError::Reused { .. }) => {
-            json!({"detail": crate::service::jwt::msg::BLACKLISTED, "code": "token_not_valid"})
-        }
-        JwtError::Refused(TokenError::NoActiveAccount) => {
-            json!({"detail": "No active account found for the given token."})
-        }
-        JwtError::Refused(TokenError::PasswordChanged) => {
-            json!({"detail": "The user's password has been changed.", "code": "password_changed"})
-        }
-    };
-    ApiError::Body { status: StatusCode::UNAUTHORIZED, body, challenge: Some(BEARER_CHALLENGE.into()) }
+/// Username and password from a credential endpoint's body (DRF's serializer fields).
+fn credentials(data: &Value) -> Result<(String, String), ApiError> {
+    let mut fields = Fields::new(data)?;
+    let username = fields.char("username", Char { trim: false, ..Char::REQUIRED });
+    let password = fields.char("password", Char::PASSWORD);
+    fields.errors.into_result()?;
+    Ok((username, password))
 }
 
-impl TokenApi {
-    /// The shared password check; `refused` is the endpoint's own body for bad credentials.
-    async fn check(
-        &self,
-        caller: &Caller,
-        data: &Value,
-        refused: ApiError,
-    ) -> Result<crate::store::user::Model, ApiError> {
-        let mut fields = Fields::new(data)?;
-        let username = fields.char("username", Char { trim: false, ..Char::REQUIRED });
-        let password = fields.char("password", Char::PASSWORD);
-        fields.errors.into_result()?;
-        let s = &self.state;
-        match accounts::check_credentials(
-            &s.db,
-            &s.passwords,
-            &s.login_throttle,
-            &username,
-            &password,
-            caller.creds.client_ip,
-        )
-        .await?
-        {
-            Ok(user) => Ok(user),
-            Err(Refusal::Throttled(wait)) => Err(caller.throttled(s, "login", Some(&username), wait).await),
-            Err(Refusal::Invalid) => {
-                let context = EventContext { username: Some(username), ..caller.event(None, None) };
-                s.events.emit(EventKind::LoginFailed, context).await;
-                Err(refused)
-            }
-        }
+/// A login failure as this endpoint words it (`refused` for bad credentials).
+fn login_error(e: LoginError, refused: ApiError) -> ApiError {
+    match e {
+        LoginError::Invalid => refused,
+        LoginError::Throttled(wait) => ApiError::Throttled { wait },
+        LoginError::Service(e) => e.into(),
     }
 }
 
@@ -214,18 +171,17 @@ impl TokenApi {
     #[oai(path = "/api-token-auth/", method = "post", operation_id = "api_token_auth", tag = "ApiTags::Token")]
     async fn obtain_token(
         &self,
-        caller: Auth<Optional>,
+        caller: MaybeAuthed,
         body: DrfBody<TokenRequest>,
     ) -> Result<Json<TokenBody>, ApiError> {
-        let refused = ApiError::Validation(crate::service::FieldErrors::single(
-            "non_field_errors",
-            "Unable to log in with provided credentials.",
-        ));
-        let user = self.check(&caller, &body.data, refused).await?;
+        let (username, password) = credentials(&body.data)?;
         let name = Fields::new(&body.data)?.char("name", Char::OPTIONAL);
-        let s = &self.state;
-        let (key, token) = tokens::create(&s.db, user.id, &name, s.settings.token.ttl).await?;
-        s.events.emit(EventKind::TokenCreated, caller.event(Some(&user), Some(token.id.to_string()))).await;
+        let accounts = &self.state.accounts;
+        let key = accounts.obtain_token(&username, &password, &name, &caller.origin()).await.map_err(|e| {
+            let refused =
+                crate::service::FieldErrors::single("non_field_errors", "Unable to log in with provided credentials.");
+            login_error(e, ApiError::Validation(refused))
+        })?;
         Ok(Json(TokenBody { token: key }))
     }
 
@@ -233,9 +189,8 @@ impl TokenApi {
     ///
     /// Never the keys themselves.
     #[oai(path = "/tokens/", method = "get", operation_id = "tokens_list", tag = "ApiTags::Token")]
-    async fn list_tokens(&self, caller: Auth<Chain>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
-        let user = &caller.identity()?.user;
-        let rows = tokens::list_for_user(&self.state.db, user.id).await?;
+    async fn list_tokens(&self, caller: Authed) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+        let rows = tokens::list_for_user(&self.state.db, caller.user.id).await?;
         Ok(Json(
             rows.into_iter()
                 .map(|t| TokenInfo {
@@ -253,27 +208,26 @@ impl TokenApi {
     ///
     /// 404 when the id is not one of the caller's tokens.
     #[oai(path = "/tokens/:id/", method = "delete", operation_id = "tokens_delete", tag = "ApiTags::Token")]
-    async fn delete_token(&self, caller: Auth<Chain>, id: Path<String>) -> Result<Deleted, ApiError> {
-        let user = &caller.identity()?.user;
+    async fn delete_token(&self, caller: Authed, id: Path<String>) -> Result<Deleted, ApiError> {
         let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-        if !tokens::delete(&self.state.db, user.id, id).await? {
+        if !self.state.accounts.revoke_token(&caller.user, id, &caller.origin()).await? {
             return Err(ApiError::NotFound);
         }
-        self.state.events.emit(EventKind::TokenRevoked, caller.event(Some(user), Some(id.to_string()))).await;
         Ok(Deleted::NoContent)
     }
 
     /// Obtain a JWT pair (simplejwt's `TokenObtainPairView`)
     #[oai(path = "/api/token/", method = "post", operation_id = "jwt_obtain", tag = "ApiTags::Jwt")]
-    async fn jwt_obtain(&self, caller: Auth<Nobody>, body: DrfBody<PairRequest>) -> Result<Json<PairBody>, ApiError> {
-        let refused = ApiError::Body {
-            status: StatusCode::UNAUTHORIZED,
-            body: json!({"detail": "No active account found with the given credentials"}),
-            challenge: Some(BEARER_CHALLENGE.into()),
-        };
-        let user = self.check(&caller, &body.data, refused).await?;
-        let pair = self.state.jwt.obtain(&self.state.db, &user).await?;
-        self.state.events.emit(EventKind::JwtIssued, caller.event(Some(&user), Some(pair.refresh_jti))).await;
+    async fn jwt_obtain(&self, caller: MaybeAuthed, body: DrfBody<PairRequest>) -> Result<Json<PairBody>, ApiError> {
+        let (username, password) = credentials(&body.data)?;
+        let pair = self.state.accounts.obtain_jwt(&username, &password, &caller.origin()).await.map_err(|e| {
+            let refused = ApiError::Body {
+                status: StatusCode::UNAUTHORIZED,
+                body: json!({"detail": "No active account found with the given credentials"}),
+                challenge: Some(BEARER_CHALLENGE.into()),
+            };
+            login_error(e, refused)
+        })?;
         Ok(Json(PairBody { refresh: pair.refresh, access: pair.access }))
     }
 
@@ -284,26 +238,12 @@ impl TokenApi {
     #[oai(path = "/api/token/refresh/", method = "post", operation_id = "jwt_refresh", tag = "ApiTags::Jwt")]
     async fn jwt_refresh(
         &self,
-        caller: Auth<Nobody>,
+        caller: MaybeAuthed,
         body: DrfBody<RefreshRequest>,
     ) -> Result<Json<RefreshBody>, ApiError> {
         let token = required(&body.data, "refresh")?;
-        let events = &self.state.events;
-        match self.state.jwt.refresh(&self.state.db, &token).await {
-            Ok(done) => {
-                if let Some(jti) = done.rotated_to {
-                    events.emit(EventKind::JwtRotated, caller.event(Some(&done.user), Some(jti))).await;
-                }
-                Ok(Json(RefreshBody { access: done.access, refresh: done.refresh }))
-            }
-            Err(JwtError::Refused(TokenError::Reused { user_id, family, revoked })) => {
-                let detail = json!({"family": family, "revoked": revoked});
-                let context = EventContext { user_id: Some(user_id), detail: Some(detail), ..caller.event(None, None) };
-                events.emit(EventKind::RefreshReuseDetected, context).await;
-                Err(jwt_error(JwtError::Refused(TokenError::Reused { user_id, family, revoked })))
-            }
-            Err(e) => Err(jwt_error(e)),
-        }
+        let done = self.state.accounts.refresh_jwt(&token, &caller.origin()).await.map_err(jwt_error)?;
+        Ok(Json(RefreshBody { access: done.access, refresh: done.refresh }))
     }
 
     /// Verify a JWT (simplejwt's `TokenVerifyView`)
@@ -318,9 +258,13 @@ impl TokenApi {
 
     /// Blacklist a refresh token (simplejwt's `TokenBlacklistView`)
     #[oai(path = "/api/token/blacklist/", method = "post", operation_id = "jwt_blacklist", tag = "ApiTags::Jwt")]
-    async fn jwt_blacklist(&self, body: DrfBody<RefreshRequest>) -> Result<EmptyResponse, ApiError> {
+    async fn jwt_blacklist(
+        &self,
+        caller: MaybeAuthed,
+        body: DrfBody<RefreshRequest>,
+    ) -> Result<EmptyResponse, ApiError> {
         let token = required(&body.data, "refresh")?;
-        self.state.jwt.blacklist(&self.state.db, &token).await.map_err(jwt_error)?;
+        self.state.accounts.blacklist_jwt(&token, &caller.origin()).await.map_err(jwt_error)?;
         Ok(EmptyResponse::Ok(Json(Empty {})))
     }
 }

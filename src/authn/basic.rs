@@ -5,27 +5,22 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
-use sea_orm::DatabaseConnection;
 
 use super::{Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome};
 use crate::{
-    password::Passwords,
-    service::accounts::{self, Refusal},
+    service::accounts::{Accounts, LoginError},
     state::AppState,
-    throttle::LoginThrottle,
 };
 
 pub const INVALID: &str = "Invalid username/password.";
 
 pub struct BasicAuthenticator {
-    db: DatabaseConnection,
-    passwords: Passwords,
-    throttle: Arc<LoginThrottle>,
+    accounts: Accounts,
 }
 
 impl BasicAuthenticator {
     pub fn new(state: &AppState) -> Self {
-        Self { db: state.db.clone(), passwords: state.passwords.clone(), throttle: state.login_throttle.clone() }
+        Self { accounts: state.accounts.clone() }
     }
 }
 
@@ -64,16 +59,15 @@ impl Authenticator for BasicAuthenticator {
         let Some((username, password)) = decode(raw) else {
             return failed("Invalid basic header. Credentials not correctly base64 encoded.");
         };
-        let ip = creds.client_ip;
-        match accounts::check_credentials(&self.db, &self.passwords, &self.throttle, &username, &password, ip).await {
-            Ok(Ok(user)) => Outcome::Authenticated(Arc::new(Identity {
+        match self.accounts.authenticate(&username, &password, &creds.origin()).await {
+            Ok(user) => Outcome::Authenticated(Arc::new(Identity {
                 user: Arc::new(user),
                 method: Method::Basic,
                 credential: Credential::Basic,
             })),
-            Ok(Err(Refusal::Invalid)) => failed(INVALID),
-            Ok(Err(Refusal::Throttled(wait))) => Outcome::Failed(Failure::Throttled(wait)),
-            Err(e) => Outcome::Failed(Failure::Unavailable(e.to_string())),
+            Err(LoginError::Invalid) => failed(INVALID),
+            Err(LoginError::Throttled(wait)) => Outcome::Failed(Failure::Throttled(wait)),
+            Err(LoginError::Service(e)) => Outcome::Failed(Failure::Unavailable(e.to_string())),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::{
 };
 
 use super::Identity;
-use crate::metrics::Metrics;
+use crate::{events::RevocationListener, metrics::Metrics};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Key {
@@ -125,6 +125,12 @@ impl CredentialCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl RevocationListener for CredentialCache {
+    fn user_changed(&self, user_id: i64) {
+        self.invalidate_user(user_id);
     }
 }
 

@@ -3,7 +3,8 @@
 //! failure (the chain stops and the request is refused; later ones are not tried).
 //!
 //! Adding an authenticator is one module implementing [`Authenticator`] plus one line in
-//! [`build`]; `auth.chain` then names it.
+//! [`build`] (and its name in `config::AuthScheme`); `auth.chain` then names it. What an
+//! authenticator vouches for is a `service::identity::Identity`.
 pub mod basic;
 pub mod cache;
 pub mod csrf;
@@ -17,11 +18,13 @@ use std::{collections::HashMap, net::IpAddr, sync::Arc};
 use async_trait::async_trait;
 use poem::http::StatusCode;
 
+pub use crate::service::identity::{Credential, Identity, Method, SessionRef};
 use crate::{
+    config::AuthScheme,
     error::ApiError,
     metrics::{AuthLabels, Metrics},
+    service::identity::Origin,
     state::AppState,
-    store::user,
 };
 
 /// What the transport layer collected from a request; authenticators see nothing else.
@@ -66,57 +69,16 @@ impl Credentials {
         matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE")
     }
 
+    /// Where the request comes from, for the audit trail and session records.
+    pub fn origin(&self) -> Origin {
+        Origin { ip: self.client_ip, user_agent: self.user_agent.clone(), via: None }
+    }
+
     /// The `Authorization` header split as DRF does (`get_authorization_header().split()`).
     pub fn authorization_parts(&self) -> Option<Vec<&[u8]>> {
         let raw = self.authorization.as_deref()?;
         let parts: Vec<&[u8]> = raw.split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty()).collect();
         (!parts.is_empty()).then_some(parts)
-    }
-}
-
-/// Which authenticator vouched for the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Session,
-    Token,
-    Jwt,
-    Basic,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Session => "session",
-            Self::Token => "token",
-            Self::Jwt => "jwt",
-            Self::Basic => "basic",
-        }
-    }
-}
-
-/// The credential that authenticated a request (public ids only).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    Session(session::SessionRef),
-    Token { id: i64, expires_at: Option<chrono::DateTime<chrono::Utc>> },
-    Jwt { jti: String, exp: i64 },
-    Basic,
-}
-
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub user: Arc<user::Model>,
-    pub method: Method,
-    pub credential: Credential,
-}
-
-impl Identity {
-    pub fn session(&self) -> Option<&session::SessionRef> {
-        match &self.credential {
-            Credential::Session(s) => Some(s),
-            _ => None,
-        }
     }
 }
 
@@ -154,14 +116,13 @@ pub trait Authenticator: Send + Sync {
 }
 
 /// Builds an authenticator by its `auth.chain` name.
-pub fn build(name: &str, state: &AppState) -> Option<Arc<dyn Authenticator>> {
-    Some(match name {
-        "session" => Arc::new(session::SessionAuthenticator::new(state)),
-        "token" => Arc::new(token::TokenAuthenticator::new(state)),
-        "jwt" => Arc::new(jwt::JwtAuthenticator::new(state)),
-        "basic" => Arc::new(basic::BasicAuthenticator::new(state)),
-        _ => return None,
-    })
+pub fn build(scheme: AuthScheme, state: &AppState) -> Arc<dyn Authenticator> {
+    match scheme {
+        AuthScheme::Session => Arc::new(session::SessionAuthenticator::new(state)),
+        AuthScheme::Token => Arc::new(token::TokenAuthenticator::new(state)),
+        AuthScheme::Jwt => Arc::new(jwt::JwtAuthenticator::new(state)),
+        AuthScheme::Basic => Arc::new(basic::BasicAuthenticator::new(state)),
+    }
 }
 
 /// An ordered list of authenticators.
@@ -169,12 +130,8 @@ pub fn build(name: &str, state: &AppState) -> Option<Arc<dyn Authenticator>> {
 pub struct Chain(Vec<Arc<dyn Authenticator>>, Arc<Metrics>);
 
 impl Chain {
-    pub fn from_names<S: AsRef<str>>(names: &[S], state: &AppState) -> Result<Self, String> {
-        names
-            .iter()
-            .map(|n| build(n.as_ref(), state).ok_or_else(|| format!("unknown authenticator {:?}", n.as_ref())))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|list| Self(list, Arc::clone(&state.metrics)))
+    pub fn new(schemes: &[AuthScheme], state: &AppState) -> Self {
+        Self(schemes.iter().map(|s| build(*s, state)).collect(), Arc::clone(&state.metrics))
     }
 
     /// The first authenticator's challenge decides 401 vs 403 (DRF `get_authenticate_header`).

@@ -6,22 +6,10 @@
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::sqlx::postgres::PgListener;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use sea_orm::{DatabaseConnection, DbBackend};
 
 use super::cache::CredentialCache;
-
-pub const CHANNEL: &str = "portcullis_revocations";
-
-/// Sends the notification (PostgreSQL only; elsewhere there is one instance per database).
-pub async fn notify(db: &DatabaseConnection, user_id: i64) {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return;
-    }
-    let sql = format!("SELECT pg_notify('{CHANNEL}', '{user_id}')");
-    if let Err(e) = db.execute_unprepared(&sql).await {
-        tracing::warn!(error = %e, "could not notify other instances of a revocation");
-    }
-}
+use crate::events::REVOCATION_CHANNEL as CHANNEL;
 
 /// Starts the listener (PostgreSQL only).
 pub fn spawn_listener(db: &DatabaseConnection, cache: Arc<CredentialCache>) {

@@ -2,28 +2,17 @@
 //! live session whose user is active and whose security stamp is the user's current one
 //! (Django's `_auth_user_hash` check); unsafe methods must then pass the CSRF check.
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sea_orm::DatabaseConnection;
 
 use std::sync::Arc;
 
 use super::{
-    Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
+    Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome, SessionRef,
     cache::{CredentialCache, Key},
     csrf,
 };
 use crate::{crypto, service::sessions, state::AppState};
-
-/// The session behind a request, as APIs may show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRef {
-    pub id: i64,
-    pub public_id: String,
-    pub last_seen: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    /// The user's security stamp when the session was opened (never shown by APIs).
-    pub auth_stamp: String,
-}
 
 pub struct SessionAuthenticator {
     db: DatabaseConnection,

@@ -53,7 +53,7 @@ fn stamp_for(under_django_id: bool) -> String {
     if under_django_id {
         format!("{IMPORTED_STAMP_PREFIX}{}", crypto::random_hex(16))
     } else {
-        crate::service::accounts::new_security_stamp()
+        crate::service::users::new_security_stamp()
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Argon2Params {
 }
 
 impl Argon2Params {
-    pub fn from_settings(s: &config::Password) -> Result<Self, String> {
+    pub fn from_settings(s: &config::Password) -> Result<Self, HashError> {
         let params = Self {
             memory_kib: s.argon2_memory_kib,
             iterations: s.argon2_iterations,
@@ -38,9 +38,12 @@ impl Argon2Params {
         params.argon2().map(|_| params.clone())
     }
 
-    fn argon2(&self) -> Result<Argon2<'static>, String> {
+    fn argon2(&self) -> Result<Argon2<'static>, HashError> {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None).map_err(|e| {
-            format!("argon2 parameters m={} t={} p={}: {e}", self.memory_kib, self.iterations, self.parallelism)
+            HashError::Params(format!(
+                "argon2 parameters m={} t={} p={}: {e}",
+                self.memory_kib, self.iterations, self.parallelism
+            ))
         })?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
@@ -63,8 +66,8 @@ struct Argon2id {
 }
 
 impl Argon2id {
-    fn hash(&self, password: &[u8]) -> Result<String, String> {
-        self.argon2.hash_password(password).map(|h| h.to_string()).map_err(|e| e.to_string())
+    fn hash(&self, password: &[u8]) -> Result<String, HashError> {
+        self.argon2.hash_password(password).map(|h| h.to_string()).map_err(|e| HashError::Hash(e.to_string()))
     }
 }
 
@@ -102,6 +105,8 @@ pub enum Verdict {
 pub enum HashError {
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("invalid password settings: {0}")]
+    Params(String),
     #[error("the password hashing pool is gone")]
     PoolClosed,
 }
@@ -124,7 +129,7 @@ struct Inner {
 
 impl Passwords {
     /// `workers`: how many hashes may run at once (0 = the number of cores).
-    pub fn new(settings: &config::Password, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(settings: &config::Password, metrics: Arc<Metrics>) -> Result<Self, HashError> {
         let params = Argon2Params::from_settings(settings)?;
         let preferred = Argon2id { argon2: params.argon2()?, params };
         let dummy = preferred.hash(random_password().as_bytes())?;
@@ -138,7 +143,7 @@ impl Passwords {
 
     /// Hashes `password` with the preferred hasher.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        self.blocking(move |inner| inner.preferred.hash(password.as_bytes()).map_err(HashError::Hash)).await?
+        self.blocking(move |inner| inner.preferred.hash(password.as_bytes())).await?
     }
 
     /// Checks `password` against `encoded`; `None` (no such user) or an unusable or unknown

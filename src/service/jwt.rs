@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    config, crypto,
+    config::{self, JwtAlgorithm},
+    crypto,
     store::{
         jwt::{blacklisted, outstanding, secret},
         user,
@@ -76,6 +77,51 @@ pub enum JwtError {
     Refused(TokenError),
     #[error("database error: {0}")]
     Db(#[from] DbErr),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
+
+/// Issuing a token failed: its record could not be written, or it could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
+
+impl From<IssueError> for JwtError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Db(e) => Self::Db(e),
+            IssueError::Signing(e) => Self::Signing(e),
+        }
+    }
+}
+
+impl From<IssueError> for super::ServiceError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Db(e) => Self::Db(e),
+            IssueError::Signing(e) => Self::Signing(e),
+        }
+    }
+}
+
+/// jsonwebtoken could not sign (a key that does not fit the algorithm).
+#[derive(Debug, thiserror::Error)]
+#[error("JWT signing failed: {0}")]
+pub struct SigningError(#[from] jsonwebtoken::errors::Error);
+
+/// Why the signing keys could not be loaded at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot load the generated JWT key: {0}")]
+    Db(#[from] DbErr),
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid PEM key for {algorithm:?}: {source}")]
+    Pem { algorithm: Algorithm, source: jsonwebtoken::errors::Error },
 }
 
 impl From<TokenError> for JwtError {
@@ -104,12 +150,17 @@ impl Jwt {
     /// Loads the keys: an HS256 secret from config, or generated once with the OS CSPRNG
     /// and kept in the database (shared by every instance, never logged); PEM files for
     /// RS256, ES256 and EdDSA.
-    pub async fn load(settings: &config::Jwt, db: &impl ConnectionTrait) -> Result<Self, String> {
-        let algorithm: Algorithm = settings.algorithm.parse().map_err(|_| "unknown jwt.algorithm".to_owned())?;
+    pub async fn load(settings: &config::Jwt, db: &impl ConnectionTrait) -> Result<Self, KeyError> {
+        let algorithm = match settings.algorithm {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
+            JwtAlgorithm::ES256 => Algorithm::ES256,
+            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+        };
         let (encoding, decoding) = match algorithm {
             Algorithm::HS256 => {
                 let secret = match settings.signing_key.expose() {
-                    "" => shared_hs_key(db).await.map_err(|e| format!("cannot load the JWT key: {e}"))?,
+                    "" => shared_hs_key(db).await?,
                     key => key.to_owned(),
                 };
                 (EncodingKey::from_secret(secret.as_bytes()), DecodingKey::from_secret(secret.as_bytes()))
@@ -138,7 +189,7 @@ impl Jwt {
         self.settings.rotate_refresh_tokens
     }
 
-    fn encode(&self, token_type: &str, user: &user::Model, lifetime: u64, jti: &str) -> Result<String, DbErr> {
+    fn encode(&self, token_type: &str, user: &user::Model, lifetime: u64, jti: &str) -> Result<String, SigningError> {
         let now = Utc::now().timestamp();
         let mut claims = json!({
             "token_type": token_type,
@@ -154,12 +205,11 @@ impl Jwt {
         if !self.settings.issuer.is_empty() {
             claims["iss"] = json!(self.settings.issuer);
         }
-        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)
-            .map_err(|e| DbErr::Custom(format!("JWT signing failed: {e}")))
+        Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)?)
     }
 
     /// An access token for `user`.
-    pub fn access_for(&self, user: &user::Model) -> Result<String, DbErr> {
+    pub fn access_for(&self, user: &user::Model) -> Result<String, SigningError> {
         self.encode(ACCESS, user, self.settings.access_token_lifetime, &new_jti())
     }
 
@@ -194,7 +244,7 @@ impl Jwt {
     }
 
     /// `POST /api/token/`: a refresh token in a new family, and an access token.
-    pub async fn obtain(&self, db: &impl ConnectionTrait, user: &user::Model) -> Result<Pair, DbErr> {
+    pub async fn obtain(&self, db: &impl ConnectionTrait, user: &user::Model) -> Result<Pair, IssueError> {
         let (refresh, refresh_jti) = self.new_refresh(db, user, &crypto::random_hex(16)).await?;
         Ok(Pair { refresh, access: self.access_for(user)?, refresh_jti })
     }
@@ -204,7 +254,7 @@ impl Jwt {
         db: &impl ConnectionTrait,
         user: &user::Model,
         family: &str,
-    ) -> Result<(String, String), DbErr> {
+    ) -> Result<(String, String), IssueError> {
         let jti = new_jti();
         let lifetime = self.settings.refresh_token_lifetime;
         let token = self.encode(REFRESH, user, lifetime, &jti)?;
@@ -329,12 +379,13 @@ impl Jwt {
         Ok(())
     }
 
-    /// `POST /api/token/blacklist/` and logout with `{"refresh": ...}`.
-    pub async fn blacklist(&self, db: &impl ConnectionTrait, token: &str) -> Result<(), JwtError> {
+    /// `POST /api/token/blacklist/` and logout with `{"refresh": ...}`; returns the token's
+    /// outstanding row (its user and `jti`).
+    pub async fn blacklist(&self, db: &impl ConnectionTrait, token: &str) -> Result<outstanding::Model, JwtError> {
         let claims = self.decode(token, Some(REFRESH))?;
         let row = self.live_row(db, &claims).await?;
         blacklist_rows(db, &[row.id]).await?;
-        Ok(())
+        Ok(row)
     }
 }
 
@@ -412,7 +463,7 @@ pub fn stamp_matches(claim: Option<&str>, stamp: &str) -> bool {
 
 /// The generated HS256 key: created once by whichever instance starts first (an insert
 /// that does nothing on conflict), then read by all.
-async fn shared_hs_key(db: &impl ConnectionTrait) -> Result<String, DbErr> {
+async fn shared_hs_key(db: &impl ConnectionTrait) -> Result<String, KeyError> {
     let row = secret::ActiveModel {
         name: Set(HS_KEY_NAME.into()),
         value: Set(crypto::random_hex(32)),
@@ -423,14 +474,14 @@ async fn shared_hs_key(db: &impl ConnectionTrait) -> Result<String, DbErr> {
         .exec_without_returning(db)
         .await?;
     let found = secret::Entity::find_by_id(HS_KEY_NAME.to_owned()).one(db).await?;
-    found.map(|s| s.value).ok_or_else(|| DbErr::Custom("the generated JWT key vanished".into()))
+    found.map(|s| s.value).ok_or_else(|| KeyError::Db(DbErr::RecordNotFound(HS_KEY_NAME.into())))
 }
 
-fn pem_keys(algorithm: Algorithm, settings: &config::Jwt) -> Result<(EncodingKey, DecodingKey), String> {
-    let read = |path: &str| std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"));
+fn pem_keys(algorithm: Algorithm, settings: &config::Jwt) -> Result<(EncodingKey, DecodingKey), KeyError> {
+    let read = |path: &str| std::fs::read(path).map_err(|source| KeyError::Read { path: path.to_owned(), source });
     let private = read(&settings.private_key_file)?;
     let public = read(&settings.public_key_file)?;
-    let bad = |e: jsonwebtoken::errors::Error| format!("invalid PEM key for {algorithm:?}: {e}");
+    let bad = |source| KeyError::Pem { algorithm, source };
     Ok(match algorithm {
         Algorithm::RS256 => {
             (EncodingKey::from_rsa_pem(&private).map_err(bad)?, DecodingKey::from_rsa_pem(&public).map_err(bad)?)
@@ -441,6 +492,12 @@ fn pem_keys(algorithm: Algorithm, settings: &config::Jwt) -> Result<(EncodingKey
         Algorithm::EdDSA => {
             (EncodingKey::from_ed_pem(&private).map_err(bad)?, DecodingKey::from_ed_pem(&public).map_err(bad)?)
         }
-        other => return Err(format!("unsupported jwt.algorithm {other:?}")),
+        // `load` maps the four configured algorithms; HS256 never comes here.
+        other => {
+            return Err(KeyError::Pem {
+                algorithm: other,
+                source: jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into(),
+            });
+        }
     })
 }

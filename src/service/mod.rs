@@ -1,10 +1,16 @@
-//! Framework-free logic: takes the database, returns domain results and errors.
+//! Framework-free logic. [`accounts::Accounts`] holds the use cases — every account change
+//! (log in, log out, change a password, revoke, deactivate, grant) is one method there,
+//! emitting its own security event, and every door (HTTP, CLI) calls it. The other modules
+//! are the data those use cases work on (users, sessions, tokens, JWTs, permissions).
 pub mod accounts;
 pub mod audit_log;
+pub mod identity;
 pub mod jwt;
 pub mod permissions;
 pub mod sessions;
+pub mod throttles;
 pub mod tokens;
+pub mod users;
 
 use serde_json::{Map, Value};
 
@@ -72,6 +78,8 @@ pub enum ServiceError {
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Hash(#[from] crate::password::HashError),
+    #[error(transparent)]
+    Signing(#[from] jwt::SigningError),
     /// A backing service other than the database (the shared throttle store).
     #[error("{0}")]
     Unavailable(String),

@@ -3,27 +3,36 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
 };
 
-use super::{ServiceError, accounts};
+use super::{FieldErrors, ServiceError};
 use crate::store::{
     perm::{group, group_permissions, permission, user_groups, user_permissions},
     user,
 };
 
-/// Splits "app_label.codename".
-pub fn parse(perm: &str) -> Result<(&str, &str), ServiceError> {
+/// Splits "app_label.codename"; `None` when it is not of that form.
+pub fn split(perm: &str) -> Option<(&str, &str)> {
     match perm.split_once('.') {
-        Some((app, code)) if !app.is_empty() && !code.is_empty() && !code.contains('.') => Ok((app, code)),
-        _ => Err(ServiceError::NotFound(format!("permission {perm:?} is not of the form app_label.codename"))),
+        Some((app, code)) if !app.is_empty() && !code.is_empty() && !code.contains('.') => Some((app, code)),
+        _ => None,
     }
 }
 
-async fn find_permission(db: &impl ConnectionTrait, perm: &str) -> Result<Option<permission::Model>, ServiceError> {
-    let (app, code) = parse(perm)?;
-    Ok(permission::Entity::find()
+/// Splits "app_label.codename", or a field error naming the input.
+pub fn parse(perm: &str) -> Result<(&str, &str), ServiceError> {
+    split(perm).ok_or_else(|| {
+        ServiceError::Invalid(FieldErrors::single(
+            "permission",
+            format!("{perm:?} is not of the form app_label.codename"),
+        ))
+    })
+}
+
+async fn find_permission(db: &impl ConnectionTrait, app: &str, code: &str) -> Result<Option<permission::Model>, DbErr> {
+    permission::Entity::find()
         .filter(permission::Column::AppLabel.eq(app))
         .filter(permission::Column::Codename.eq(code))
         .one(db)
-        .await?)
+        .await
 }
 
 /// Django's `has_perm`: active superusers have everything; others need the permission on
@@ -35,12 +44,8 @@ pub async fn user_has_perm(db: &impl ConnectionTrait, account: &user::Model, per
     if account.is_superuser {
         return Ok(true);
     }
-    let found = match find_permission(db, perm).await {
-        Ok(Some(p)) => p,
-        Ok(None) | Err(ServiceError::NotFound(_)) => return Ok(false),
-        Err(ServiceError::Db(e)) => return Err(e),
-        Err(other) => return Err(DbErr::Custom(other.to_string())),
-    };
+    let Some((app, code)) = split(perm) else { return Ok(false) };
+    let Some(found) = find_permission(db, app, code).await? else { return Ok(false) };
     let direct = user_permissions::Entity::find()
         .filter(user_permissions::Column::UserId.eq(account.id))
         .filter(user_permissions::Column::PermissionId.eq(found.id))
@@ -70,10 +75,10 @@ pub async fn user_has_perm(db: &impl ConnectionTrait, account: &user::Model, per
 /// The permission row, created on first use (Django creates them from models; here they
 /// are named by whoever grants them).
 async fn ensure_permission(db: &impl ConnectionTrait, perm: &str) -> Result<permission::Model, ServiceError> {
-    if let Some(found) = find_permission(db, perm).await? {
+    let (app, code) = parse(perm)?;
+    if let Some(found) = find_permission(db, app, code).await? {
         return Ok(found);
     }
-    let (app, code) = parse(perm)?;
     let row = permission::ActiveModel {
         name: Set(format!("Can {}", code.replace('_', " "))),
         app_label: Set(app.to_owned()),
@@ -83,15 +88,8 @@ async fn ensure_permission(db: &impl ConnectionTrait, perm: &str) -> Result<perm
     Ok(row.insert(db).await?)
 }
 
-async fn find_user(db: &impl ConnectionTrait, username: &str) -> Result<user::Model, ServiceError> {
-    accounts::find_by_username(db, username)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("user '{username}' does not exist")))
-}
-
 /// Gives `perm` to a user (`grant`); `false` when they had it already.
-pub async fn grant(db: &impl ConnectionTrait, username: &str, perm: &str) -> Result<bool, ServiceError> {
-    let account = find_user(db, username).await?;
+pub async fn grant(db: &impl ConnectionTrait, account: &user::Model, perm: &str) -> Result<bool, ServiceError> {
     let perm = ensure_permission(db, perm).await?;
     let row =
         user_permissions::ActiveModel { user_id: Set(account.id), permission_id: Set(perm.id), ..Default::default() };
@@ -99,9 +97,9 @@ pub async fn grant(db: &impl ConnectionTrait, username: &str, perm: &str) -> Res
 }
 
 /// Takes `perm` from a user (`revoke`); `false` when they did not have it.
-pub async fn revoke(db: &impl ConnectionTrait, username: &str, perm: &str) -> Result<bool, ServiceError> {
-    let account = find_user(db, username).await?;
-    let Some(perm) = find_permission(db, perm).await? else { return Ok(false) };
+pub async fn revoke(db: &impl ConnectionTrait, account: &user::Model, perm: &str) -> Result<bool, ServiceError> {
+    let (app, code) = parse(perm)?;
+    let Some(perm) = find_permission(db, app, code).await? else { return Ok(false) };
     let done = user_permissions::Entity::delete_many()
         .filter(user_permissions::Column::UserId.eq(account.id))
         .filter(user_permissions::Column::PermissionId.eq(perm.id))
@@ -115,14 +113,17 @@ async fn ensure_group(db: &impl ConnectionTrait, name: &str) -> Result<group::Mo
         return Ok(found);
     }
     if name.is_empty() || name.chars().count() > 150 {
-        return Err(ServiceError::NotFound(format!("group name {name:?} must be 1 to 150 characters")));
+        return Err(ServiceError::Invalid(FieldErrors::single("group", "A group name has 1 to 150 characters.")));
     }
     Ok(group::ActiveModel { name: Set(name.to_owned()), ..Default::default() }.insert(db).await?)
 }
 
 /// Puts a user in a group, creating the group if needed (`addtogroup`).
-pub async fn add_to_group(db: &impl ConnectionTrait, username: &str, group_name: &str) -> Result<bool, ServiceError> {
-    let account = find_user(db, username).await?;
+pub async fn add_to_group(
+    db: &impl ConnectionTrait,
+    account: &user::Model,
+    group_name: &str,
+) -> Result<bool, ServiceError> {
     let group = ensure_group(db, group_name).await?;
     let row = user_groups::ActiveModel { user_id: Set(account.id), group_id: Set(group.id), ..Default::default() };
     added(row.insert(db).await)

@@ -6,6 +6,7 @@ use sea_orm::{
 };
 use serde_json::{Map, Value};
 
+use super::identity::Origin;
 use crate::{
     crypto,
     store::{session, user},
@@ -37,18 +38,11 @@ pub async fn lookup(
     Ok(found.and_then(|(s, u)| u.map(|u| (s, u))))
 }
 
-/// Where a session was opened from.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
 /// Opens a session for `account`; returns the cookie value (shown once) and the row.
 pub async fn create(
     db: &impl ConnectionTrait,
     account: &user::Model,
-    origin: Origin,
+    origin: &Origin,
     age: Duration,
 ) -> Result<(String, session::Model), DbErr> {
     let key = new_key();
@@ -63,8 +57,8 @@ pub async fn create(
         created_at: Set(now),
         last_seen: Set(now),
         expires_at: Set(now + age),
-        ip: Set(origin.ip.map(|ip| truncate(ip, 45))),
-        user_agent: Set(origin.user_agent.map(|ua| truncate(ua, 512))),
+        ip: Set(origin.ip.map(|ip| ip.to_string())),
+        user_agent: Set(origin.user_agent.clone().map(|ua| truncate(ua, 512))),
         ..Default::default()
     }
     .insert(db)
@@ -174,6 +168,16 @@ fn parse_data(raw: &str) -> Map<String, Value> {
     serde_json::from_str(raw).unwrap_or_default()
 }
 
+/// Why session data could not be updated.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    /// Other writers won every one of our compare-and-swap attempts.
+    #[error("session data kept changing under concurrent writes")]
+    Contended,
+}
+
 /// Merges `patch` into the session's data (`null` deletes a key) and returns the result.
 /// Compare-and-swap on `version`, retried: two concurrent PATCHes of different keys both
 /// survive, and a session deleted meanwhile is not brought back (`None`).
@@ -181,7 +185,7 @@ pub async fn merge_data(
     db: &impl ConnectionTrait,
     id: i64,
     patch: &Map<String, Value>,
-) -> Result<Option<Map<String, Value>>, DbErr> {
+) -> Result<Option<Map<String, Value>>, DataError> {
     for _ in 0..50 {
         let Some(row) = session::Entity::find_by_id(id).one(db).await? else { return Ok(None) };
         let mut data = parse_data(&row.data);
@@ -192,7 +196,8 @@ pub async fn merge_data(
                 data.insert(key.clone(), value.clone());
             }
         }
-        let encoded = serde_json::to_string(&data).map_err(|e| DbErr::Custom(e.to_string()))?;
+        // A map with string keys always serialises.
+        let encoded = Value::Object(data.clone()).to_string();
         let done = session::Entity::update_many()
             .col_expr(session::Column::Data, Expr::value(encoded))
             .col_expr(session::Column::Version, Expr::value(row.version + 1))
@@ -204,7 +209,7 @@ pub async fn merge_data(
             return Ok(Some(data));
         }
     }
-    Err(DbErr::Custom("session data kept changing under concurrent writes".into()))
+    Err(DataError::Contended)
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ async fn changepassword_rotates_the_hash() {
     assert!(text(&out.stdout).contains("Password changed successfully for user 'carol'"));
     let out = run(dir.path(), &env, &["changepassword", "carol"], "a\nb\nc\nd\ne\nf\n");
     assert!(!out.status.success());
-    let user = portcullis::service::accounts::find_by_username(&app.state.db, "carol").await.unwrap().unwrap();
+    let user = portcullis::service::users::find_by_username(&app.state.db, "carol").await.unwrap().unwrap();
     use portcullis::password::Verdict;
     assert_eq!(
         app.state.passwords.verify(new.into(), Some(user.password)).await.unwrap(),

@@ -31,7 +31,10 @@ async fn default_chain_starts_with_session_so_anonymous_is_403() {
 
 #[tokio::test]
 async fn a_chain_starting_with_token_answers_401_with_its_challenge() {
-    let app = TestApp::with(|s| s.auth.chain = vec!["token".into(), "session".into()]).await;
+    let app = TestApp::with(|s| {
+        s.auth.chain = vec![portcullis::config::AuthScheme::Token, portcullis::config::AuthScheme::Session]
+    })
+    .await;
     let res = app.get("/protected/").await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers["www-authenticate"], "Token");
@@ -40,7 +43,7 @@ async fn a_chain_starting_with_token_answers_401_with_its_challenge() {
     assert_eq!((res.status, res.body), (StatusCode::UNAUTHORIZED, json!({"detail": "Invalid token."})));
     // The keyword is configurable and matched case-insensitively.
     let app = TestApp::with(|s| {
-        s.auth.chain = vec!["token".into()];
+        s.auth.chain = vec![portcullis::config::AuthScheme::Token];
         s.token.keyword = "Key".into();
     })
     .await;
@@ -53,7 +56,10 @@ async fn a_chain_starting_with_token_answers_401_with_its_challenge() {
 
 #[tokio::test]
 async fn jwt_and_basic_first_chains_have_their_challenges() {
-    let app = TestApp::with(|s| s.auth.chain = vec!["jwt".into(), "token".into()]).await;
+    let app = TestApp::with(|s| {
+        s.auth.chain = vec![portcullis::config::AuthScheme::Jwt, portcullis::config::AuthScheme::Token]
+    })
+    .await;
     let res = app.get("/protected/").await;
     assert_eq!(
         (res.status, res.headers["www-authenticate"].to_str().unwrap()),
@@ -61,7 +67,7 @@ async fn jwt_and_basic_first_chains_have_their_challenges() {
     );
     let res = app.get_auth("/protected/", "Token nope").await;
     assert_eq!(res.headers["www-authenticate"], "Bearer realm=\"api\"", "the FIRST authenticator decides");
-    let app = TestApp::with(|s| s.auth.chain = vec!["basic".into()]).await;
+    let app = TestApp::with(|s| s.auth.chain = vec![portcullis::config::AuthScheme::Basic]).await;
     let res = app.get("/protected/").await;
     assert_eq!(res.headers["www-authenticate"], "Basic realm=\"api\"");
 }
@@ -76,7 +82,10 @@ async fn session_challenge_turns_the_403_into_401() {
 
 #[tokio::test]
 async fn a_failing_authenticator_stops_the_chain() {
-    let app = TestApp::with(|s| s.auth.chain = vec!["token".into(), "basic".into()]).await;
+    let app = TestApp::with(|s| {
+        s.auth.chain = vec![portcullis::config::AuthScheme::Token, portcullis::config::AuthScheme::Basic]
+    })
+    .await;
     app.register("john").await;
     // Token says "not mine" to Basic, so Basic runs and succeeds.
     assert_eq!(app.get_auth("/whoami/", &basic("john", STRONG)).await.body["auth"], "basic");
@@ -121,8 +130,15 @@ async fn per_view_chains_apply() {
 
 #[tokio::test]
 async fn every_kind_of_credential_reaches_whoami() {
-    let app =
-        TestApp::with(|s| s.auth.chain = vec!["session".into(), "token".into(), "jwt".into(), "basic".into()]).await;
+    let app = TestApp::with(|s| {
+        s.auth.chain = vec![
+            portcullis::config::AuthScheme::Session,
+            portcullis::config::AuthScheme::Token,
+            portcullis::config::AuthScheme::Jwt,
+            portcullis::config::AuthScheme::Basic,
+        ]
+    })
+    .await;
     let browser = app.browser("john").await;
     assert_eq!(browser.get("/whoami/").await.body["auth"], "session");
     let token = app.token("john").await;
@@ -135,12 +151,14 @@ async fn every_kind_of_credential_reaches_whoami() {
 
 #[tokio::test]
 async fn default_permission_is_configurable() {
-    let app = TestApp::with(|s| s.auth.default_permission = "allow_any".into()).await;
+    let app = TestApp::with(|s| s.auth.default_permission = portcullis::config::DefaultPermission::AllowAny).await;
     let res = app.get("/session/").await;
     assert_eq!(res.body, json!({"session_key": null, "username": ""}));
-    let app = TestApp::with(|s| s.auth.default_permission = "is_authenticated_or_read_only".into()).await;
+    let app =
+        TestApp::with(|s| s.auth.default_permission = portcullis::config::DefaultPermission::IsAuthenticatedOrReadOnly)
+            .await;
     assert_eq!(app.get("/session/").await.status, StatusCode::OK);
-    let app = TestApp::with(|s| s.auth.default_permission = "is_admin_user".into()).await;
+    let app = TestApp::with(|s| s.auth.default_permission = portcullis::config::DefaultPermission::IsAdminUser).await;
     let browser = app.browser("john").await;
     let res = browser.get("/protected/").await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
@@ -149,21 +167,21 @@ async fn default_permission_is_configurable() {
 
 #[tokio::test]
 async fn publish_needs_the_permission_on_the_user_a_group_or_superuser() {
-    use portcullis::service::permissions;
     let app = TestApp::new().await;
+    let (accounts, cli) = (&app.state.accounts, &portcullis::service::identity::Origin::cli());
     let browser = app.browser("writer").await;
     let res = browser.post_csrf("/publish/", json!({})).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     assert_eq!(res.body, json!({"detail": "You do not have permission to perform this action."}));
     assert_eq!(app.post_json("/publish/", &json!({})).await.body, json!({"detail": NOT_PROVIDED}));
-    permissions::grant(&app.state.db, "writer", "articles.can_publish").await.unwrap();
+    accounts.grant("writer", "articles.can_publish", cli).await.unwrap();
     let res = browser.post_csrf("/publish/", json!({})).await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.body, json!({"message": "Article published by writer"}));
-    permissions::revoke(&app.state.db, "writer", "articles.can_publish").await.unwrap();
+    accounts.revoke_permission("writer", "articles.can_publish", cli).await.unwrap();
     assert_eq!(browser.post_csrf("/publish/", json!({})).await.status, StatusCode::FORBIDDEN);
-    permissions::grant_group(&app.state.db, "editors", "articles.can_publish").await.unwrap();
-    permissions::add_to_group(&app.state.db, "writer", "editors").await.unwrap();
+    accounts.grant_group("editors", "articles.can_publish", cli).await.unwrap();
+    accounts.add_to_group("writer", "editors", cli).await.unwrap();
     assert_eq!(browser.post_csrf("/publish/", json!({})).await.status, StatusCode::OK);
     let boss = app.browser("boss").await;
     assert_eq!(boss.post_csrf("/publish/", json!({})).await.status, StatusCode::FORBIDDEN);
@@ -255,7 +273,7 @@ async fn revocations_through_the_server_beat_the_cache_and_others_wait_at_most_i
     app.register("ann").await;
     let token = app.token("ann").await;
     assert_eq!(app.get_auth("/protected/", &format!("Token {token}")).await.status, StatusCode::OK);
-    portcullis::service::accounts::set_active(&app.state.db, "ann", false).await.unwrap();
+    portcullis::service::users::set_active(&app.state.db, "ann", false).await.unwrap();
     app.changed_elsewhere().await;
     assert_eq!(
         app.get_auth("/protected/", &format!("Token {token}")).await.body,
@@ -265,7 +283,7 @@ async fn revocations_through_the_server_beat_the_cache_and_others_wait_at_most_i
 
 #[tokio::test]
 async fn basic_authentication_messages_follow_drf() {
-    let app = TestApp::with(|s| s.auth.chain = vec!["basic".into()]).await;
+    let app = TestApp::with(|s| s.auth.chain = vec![portcullis::config::AuthScheme::Basic]).await;
     app.register("john").await;
     let cases = [
         ("Basic".to_owned(), "Invalid basic header. No credentials provided."),
@@ -287,7 +305,7 @@ async fn basic_authentication_messages_follow_drf() {
         app.get_auth("/protected/", &basic("john", STRONG).replace("Basic", "basic")).await.status,
         StatusCode::OK
     );
-    portcullis::service::accounts::set_active(&app.state.db, "john", false).await.unwrap();
+    portcullis::service::users::set_active(&app.state.db, "john", false).await.unwrap();
     let res = app.get_auth("/protected/", &basic("john", STRONG)).await;
     assert_eq!(res.body, json!({"detail": "Invalid username/password."}));
     // Basic failures count toward the login throttle (5/min per username by default).

@@ -52,7 +52,11 @@ async fn every_failure_reason_is_djangos() {
 async fn the_secret_a_masked_token_or_a_form_field_passes() {
     let app = TestApp::new().await;
     let browser = app.browser("john").await;
-    portcullis::service::permissions::grant(&app.state.db, "john", "articles.can_publish").await.unwrap();
+    app.state
+        .accounts
+        .grant("john", "articles.can_publish", &portcullis::service::identity::Origin::cli())
+        .await
+        .unwrap();
     let secret = browser.cookie("csrftoken").unwrap();
     assert_eq!(post_with(&browser, &[("x-csrftoken", &secret)]).await.0, StatusCode::OK);
     // GET /csrf/ gives a masked 64-character token, different each time, for the same secret.
@@ -87,7 +91,11 @@ async fn trusted_origins_are_accepted() {
     })
     .await;
     let browser = app.browser("john").await;
-    portcullis::service::permissions::grant(&app.state.db, "john", "articles.can_publish").await.unwrap();
+    app.state
+        .accounts
+        .grant("john", "articles.can_publish", &portcullis::service::identity::Origin::cli())
+        .await
+        .unwrap();
     let secret = browser.cookie("csrftoken").unwrap();
     for (origin, ok) in [
         ("https://app.example.com", true),
@@ -109,7 +117,10 @@ async fn safe_methods_anonymous_and_token_requests_are_never_checked() {
     assert_eq!(app.post_json("/logout/", &json!({})).await.status, StatusCode::OK);
     // A token request with a session cookie and no CSRF header: the token is checked first
     // on a token-first chain, and token requests are CSRF-exempt.
-    let app = TestApp::with(|s| s.auth.chain = vec!["token".into(), "session".into()]).await;
+    let app = TestApp::with(|s| {
+        s.auth.chain = vec![portcullis::config::AuthScheme::Token, portcullis::config::AuthScheme::Session]
+    })
+    .await;
     let browser = app.browser("ann").await;
     let token = app.token("ann").await;
     let res = browser.send(Method::POST, "/logout/", &[("authorization", &format!("Token {token}"))], None).await;

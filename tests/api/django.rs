@@ -314,14 +314,9 @@ async fn simplejwt_tokens_signed_with_the_django_key_work_until_the_password_cha
     assert_eq!(res.body, json!({"message": "Hello, alice! You have access to this view."}));
     // A password change here ends them, as it ends the JWTs portcullis issues.
     let alice = app.user("alice").await;
-    portcullis::service::accounts::set_password(
-        &app.state.db,
-        &app.state.passwords,
-        alice,
-        "a-new-passphrase-42".into(),
-    )
-    .await
-    .unwrap();
+    portcullis::service::users::set_password(&app.state.db, &app.state.passwords, alice, "a-new-passphrase-42".into())
+        .await
+        .unwrap();
     app.changed_elsewhere().await;
     // 403, not 401: the default chain starts with the session (DRF's first-authenticator rule).
     let res = app.get_auth("/protected/", &bearer).await;

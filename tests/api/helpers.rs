@@ -139,7 +139,7 @@ impl TestApp {
     }
 
     pub async fn user(&self, username: &str) -> portcullis::store::user::Model {
-        portcullis::service::accounts::find_by_username(&self.state.db, username).await.unwrap().unwrap()
+        portcullis::service::users::find_by_username(&self.state.db, username).await.unwrap().unwrap()
     }
 }
 

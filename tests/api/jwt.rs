@@ -21,7 +21,7 @@ fn header(token: &str) -> Value {
 
 async fn jwt_app(tweak: impl FnOnce(&mut portcullis::Settings)) -> TestApp {
     TestApp::with(|s| {
-        s.auth.chain = vec!["jwt".into()];
+        s.auth.chain = vec![portcullis::config::AuthScheme::Jwt];
         tweak(s);
     })
     .await
@@ -252,7 +252,7 @@ async fn an_asymmetric_algorithm_refuses_hs_tokens_signed_with_its_public_key() 
         .unwrap();
     assert!(ok.success());
     let app = jwt_app(|s| {
-        s.jwt.algorithm = "EdDSA".into();
+        s.jwt.algorithm = portcullis::config::JwtAlgorithm::EdDSA;
         s.jwt.private_key_file = private.display().to_string();
         s.jwt.public_key_file = public.display().to_string();
     })
@@ -273,7 +273,7 @@ async fn deleted_and_inactive_users_are_401_never_500() {
     let app = jwt_app(|_| {}).await;
     app.register("john").await;
     let (access, refresh) = app.jwt("john").await;
-    portcullis::service::accounts::set_active(&app.state.db, "john", false).await.unwrap();
+    portcullis::service::users::set_active(&app.state.db, "john", false).await.unwrap();
     assert_eq!(
         app.get_auth("/protected/", &format!("Bearer {access}")).await.body,
         json!({"detail": "User is inactive", "code": "user_inactive"})

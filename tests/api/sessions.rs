@@ -101,7 +101,7 @@ async fn wrong_password_unknown_and_inactive_users_get_one_answer() {
     let app = TestApp::new().await;
     app.register("john").await;
     app.register("sleepy").await;
-    portcullis::service::accounts::set_active(&app.state.db, "sleepy", false).await.unwrap();
+    portcullis::service::users::set_active(&app.state.db, "sleepy", false).await.unwrap();
     for (username, password) in [("john", "wrong-password"), ("nobody", STRONG), ("sleepy", STRONG)] {
         let res = app.post_json("/login/", &json!({"username": username, "password": password})).await;
         assert_eq!(res.status, StatusCode::BAD_REQUEST);
@@ -193,7 +193,7 @@ async fn browser_close_cookies_have_no_expiry() {
 async fn cookie_flags_follow_the_config() {
     let app = TestApp::with(|s| {
         s.session.cookie_secure = true;
-        s.session.cookie_samesite = "Strict".into();
+        s.session.cookie_samesite = portcullis::config::SameSite::Strict;
         s.csrf.cookie_secure = true;
         s.session.cookie_name = "sid".into();
     })
@@ -350,7 +350,7 @@ async fn deactivating_a_user_ends_their_sessions() {
     let browser = app.browser("john").await;
     let token = app.token("john").await;
     assert_eq!(browser.get("/protected/").await.status, StatusCode::OK);
-    portcullis::service::accounts::set_active(&app.state.db, "john", false).await.unwrap();
+    portcullis::service::users::set_active(&app.state.db, "john", false).await.unwrap();
     app.changed_elsewhere().await;
     assert_eq!(browser.get("/protected/").await.status, StatusCode::FORBIDDEN);
     let res = app.get_auth("/profile/", &format!("Token {token}")).await;
@@ -362,10 +362,10 @@ async fn clearsessions_deletes_only_expired_sessions() {
     let app = TestApp::new().await;
     let browser = app.browser("john").await;
     let user = app.user("john").await;
-    let origin = portcullis::service::sessions::Origin::default();
+    let origin = portcullis::service::identity::Origin::default();
     let expired = chrono::Duration::seconds(-10);
     for _ in 0..1000 {
-        portcullis::service::sessions::create(&app.state.db, &user, origin.clone(), expired).await.unwrap();
+        portcullis::service::sessions::create(&app.state.db, &user, &origin, expired).await.unwrap();
     }
     let started = std::time::Instant::now();
     let deleted = portcullis::service::sessions::clear_expired(&app.state.db).await.unwrap();

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::helpers::{STRONG, TestApp};
 
 async fn token_app() -> TestApp {
-    TestApp::with(|s| s.auth.chain = vec!["token".into()]).await
+    TestApp::with(|s| s.auth.chain = vec![portcullis::config::AuthScheme::Token]).await
 }
 
 #[tokio::test]

@@ -1,0 +1,85 @@
+//! Housekeeping commands: expired rows, the audit trail, the Django import.
+use super::{CliError, Command};
+use crate::{
+    django_import,
+    service::{ServiceError, audit_log, jwt, sessions, tokens},
+    state::AppState,
+};
+
+pub async fn run(state: &AppState, command: Command) -> Result<(), CliError> {
+    let db = &state.db;
+    match command {
+        Command::Clearsessions => {
+            let count = sessions::clear_expired(db).await.map_err(ServiceError::from)?;
+            println!("Deleted {count} expired sessions.");
+        }
+        Command::Flushexpiredtokens => {
+            let tokens = tokens::flush_expired(db).await.map_err(ServiceError::from)?;
+            let jwts = jwt::flush_expired(db).await.map_err(ServiceError::from)?;
+            println!("Deleted {tokens} expired tokens and {jwts} expired refresh-token records.");
+        }
+        Command::Audit { user, event, since, limit } => print_audit(state, user, event, since, limit).await?,
+        Command::Clearaudit => {
+            let days = state.settings.audit.retention_days;
+            let count = crate::audit::purge(db, days).await.map_err(ServiceError::from)?;
+            println!("Deleted {count} audit events older than {days} days.");
+        }
+        other => return Err(CliError::Usage(format!("{other:?} is not a maintenance command"))),
+    }
+    Ok(())
+}
+
+async fn print_audit(
+    state: &AppState,
+    user: Option<String>,
+    event: Option<String>,
+    since: Option<String>,
+    limit: u64,
+) -> Result<(), CliError> {
+    let since = match since {
+        Some(s) => Some(
+            chrono::DateTime::parse_from_rfc3339(&s)
+                .map_err(|_| CliError::Usage(format!("--since {s:?} is not an RFC 3339 time")))?
+                .with_timezone(&chrono::Utc),
+        ),
+        None => None,
+    };
+    let filter = audit_log::Filter { username: user, event, since, ..Default::default() };
+    let (rows, count) =
+        audit_log::page(&state.db, &filter, 0, limit.clamp(1, 10_000)).await.map_err(ServiceError::from)?;
+    for e in &rows {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!(
+            "{}  {:<24} user={} ip={} credential={} {}",
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            e.event,
+            show(&e.username),
+            show(&e.ip),
+            show(&e.credential),
+            e.detail
+        );
+    }
+    println!("({} of {count} events)", rows.len());
+    Ok(())
+}
+
+/// Problems on stderr, the summary line on stdout.
+pub async fn import_django(state: &AppState, options: &django_import::Options) -> Result<(), CliError> {
+    let summary = django_import::run(state, options).await?;
+    for skipped in &summary.skipped {
+        eprintln!("skipped {skipped}");
+    }
+    for user in &summary.unreadable_hashes {
+        eprintln!("warning: {user}");
+    }
+    let dropped = [
+        (summary.sessions_expired, "expired"),
+        (summary.sessions_anonymous, "anonymous (no user)"),
+        (summary.sessions_stale, "stale (password changed since login)"),
+    ];
+    for (n, why) in dropped.iter().filter(|(n, _)| *n > 0) {
+        eprintln!("not imported: {n} {why} sessions");
+    }
+    println!("{}", summary.line());
+    Ok(())
+}

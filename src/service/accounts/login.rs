@@ -1,0 +1,107 @@
+//! Logging in: the one password check behind `/login/`, `/api-token-auth/`, `/api/token/`
+//! and Basic authentication, and what each issues after it.
+use serde_json::json;
+
+use super::{Accounts, LoginError};
+use crate::{
+    events::{EventContext, EventKind},
+    service::{
+        ServiceError,
+        identity::{Identity, Origin},
+        jwt::Pair,
+        sessions, tokens,
+        users::{self, Refusal},
+    },
+    store::user,
+};
+
+impl Accounts {
+    /// Django's `authenticate()`, hardened (see `users::check_credentials`): throttled per
+    /// username and client IP, one answer and one timing for wrong password, unknown and
+    /// inactive user. A refusal is a security event.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        origin: &Origin,
+    ) -> Result<user::Model, LoginError> {
+        let checked =
+            users::check_credentials(&self.db, &self.passwords, &self.throttle, username, password, origin.ip).await?;
+        match checked {
+            Ok(user) => Ok(user),
+            Err(Refusal::Invalid) => {
+                let ctx = EventContext { username: Some(username.to_owned()), ..EventContext::new(origin, None, None) };
+                self.emit_with(EventKind::LoginFailed, ctx).await;
+                Err(LoginError::Invalid)
+            }
+            Err(Refusal::Throttled(wait)) => {
+                self.throttled(username, wait, origin).await;
+                Err(LoginError::Throttled(wait))
+            }
+        }
+    }
+
+    pub(super) async fn throttled(&self, username: &str, wait: u64, origin: &Origin) {
+        let ctx = EventContext { username: Some(username.to_owned()), ..EventContext::new(origin, None, None) }
+            .with_detail(json!({"scope": "login", "retry_after": wait}));
+        self.emit_with(EventKind::Throttled, ctx).await;
+    }
+
+    /// `POST /login/`: checks the password and opens a session; returns the new cookie value.
+    /// A session already presented is never kept as it was (fixation): the same user's gets
+    /// a new key (Django's `cycle_key`, data kept), another user's is ended.
+    pub async fn log_in(
+        &self,
+        username: &str,
+        password: &str,
+        presented: Option<&Identity>,
+        origin: &Origin,
+    ) -> Result<String, LoginError> {
+        let user = self.authenticate(username, password, origin).await?;
+        let key = match presented.and_then(|i| i.session().map(|s| (i, s))) {
+            Some((identity, session)) if identity.user.id == user.id => {
+                sessions::cycle_key(&self.db, session.id, Some(&user.security_stamp), self.session_age)
+                    .await
+                    .map_err(ServiceError::from)?
+            }
+            other => {
+                if let Some((previous, session)) = other {
+                    sessions::delete(&self.db, session.id).await.map_err(ServiceError::from)?;
+                    let credential = Some(session.public_id.clone());
+                    self.emit(EventKind::SessionRevoked, origin, Some(&previous.user), credential).await;
+                }
+                sessions::create(&self.db, &user, origin, self.session_age).await.map_err(ServiceError::from)?.0
+            }
+        };
+        users::record_login(&self.db, user.id).await?;
+        self.emit(EventKind::LoginSucceeded, origin, Some(&user), None).await;
+        Ok(key)
+    }
+
+    /// `POST /api-token-auth/`: checks the password and issues a new token named `name`.
+    pub async fn obtain_token(
+        &self,
+        username: &str,
+        password: &str,
+        name: &str,
+        origin: &Origin,
+    ) -> Result<String, LoginError> {
+        let user = self.authenticate(username, password, origin).await?;
+        Ok(self.create_token(&user, name, origin).await?)
+    }
+
+    /// A new token for `user` (after a login, or `drf_create_token`); the key, shown once.
+    pub async fn create_token(&self, user: &user::Model, name: &str, origin: &Origin) -> Result<String, ServiceError> {
+        let (key, token) = tokens::create(&self.db, user.id, name, self.token_ttl).await?;
+        self.emit(EventKind::TokenCreated, origin, Some(user), Some(token.id.to_string())).await;
+        Ok(key)
+    }
+
+    /// `POST /api/token/`: checks the password and issues a JWT pair in a new family.
+    pub async fn obtain_jwt(&self, username: &str, password: &str, origin: &Origin) -> Result<Pair, LoginError> {
+        let user = self.authenticate(username, password, origin).await?;
+        let pair = self.jwt.obtain(&self.db, &user).await.map_err(ServiceError::from)?;
+        self.emit(EventKind::JwtIssued, origin, Some(&user), Some(pair.refresh_jti.clone())).await;
+        Ok(pair)
+    }
+}
