@@ -30,7 +30,7 @@ pub enum StartError {
     #[error(transparent)]
     Passwords(#[from] HashError),
     #[error("invalid throttle.redis_url: {0}")]
-    Redis(String),
+    Redis(#[from] redis::RedisError),
 }
 
 #[derive(Clone)]
@@ -95,7 +95,7 @@ fn login_throttle(settings: &Settings, db: &DatabaseConnection) -> Result<LoginT
     let (per_user, per_ip) = (t.login, t.login_ip_rate());
     let store = match t.backend {
         ThrottleBackend::Database => Store::Database(db.clone()),
-        ThrottleBackend::Redis => Store::Redis(RedisStore::new(t.redis_url.expose()).map_err(StartError::Redis)?),
+        ThrottleBackend::Redis => Store::Redis(RedisStore::new(t.redis_url.expose())?),
         ThrottleBackend::Memory => return Ok(LoginThrottle::new(per_user, per_ip)),
     };
     Ok(LoginThrottle::with_store(per_user, per_ip, store))

@@ -204,8 +204,8 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    pub fn new(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid throttle.redis_url: {e}"))?;
+    pub fn new(url: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
         Ok(Self { client, conn: tokio::sync::Mutex::new(None) })
     }
 

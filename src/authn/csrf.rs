@@ -88,8 +88,17 @@ fn header_display(name: &str) -> String {
         .join("-")
 }
 
-/// `Ok(())` or Django's reason, to be reported as `CSRF Failed: <reason>`.
-pub fn check(creds: &Credentials, settings: &CsrfSettings<'_>) -> Result<(), String> {
+/// Why a request failed the CSRF check: Django's reason, reported as `CSRF Failed: <reason>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CsrfFailure(pub String);
+
+/// Django's `CsrfViewMiddleware` checks, for a request the session authenticated.
+pub fn check(creds: &Credentials, settings: &CsrfSettings<'_>) -> Result<(), CsrfFailure> {
+    reason(creds, settings).map_err(CsrfFailure)
+}
+
+fn reason(creds: &Credentials, settings: &CsrfSettings<'_>) -> Result<(), String> {
     if creds.is_safe_method() {
         return Ok(());
     }
@@ -202,7 +211,7 @@ mod tests {
     fn https_requests_without_origin_get_djangos_referer_check() {
         let trusted = vec!["https://app.example.com".to_owned()];
         let settings = CsrfSettings { cookie_name: "csrftoken", header_name: "X-CSRFToken", trusted_origins: &trusted };
-        let check = |referer| check(&https_post(referer), &settings);
+        let check = |referer| reason(&https_post(referer), &settings);
         assert_eq!(check(None), Err("Referer checking failed - no Referer.".into()));
         assert_eq!(check(Some("not a url")), Err("Referer checking failed - Referer is malformed.".into()));
         assert_eq!(

@@ -77,8 +77,8 @@ impl Authenticator for SessionAuthenticator {
             header_name: &self.csrf_header,
             trusted_origins: &self.trusted_origins,
         };
-        if let Err(reason) = csrf::check(creds, &settings) {
-            return Outcome::Failed(Failure::Csrf(reason));
+        if let Err(failure) = csrf::check(creds, &settings) {
+            return Outcome::Failed(Failure::Csrf(failure.0));
         }
         Outcome::Authenticated(identity)
     }
