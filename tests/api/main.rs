@@ -8,6 +8,7 @@ mod chain;
 mod csrf;
 mod django;
 mod errors;
+mod headers;
 mod helpers;
 mod jwt;
 mod observability;
