@@ -7,6 +7,7 @@ pub mod body;
 pub mod cookies;
 pub mod examples;
 pub mod fields;
+pub mod headers;
 pub mod health;
 pub mod pagination;
 pub mod policy;

@@ -1,7 +1,6 @@
-//! Response headers: Django's default middleware (security headers, `Vary: Cookie`),
-//! `Cache-Control: no-store` on credentials, the cacheable compressed docs page, cookies.
+//! Response headers: Django's default middleware (security headers, `Vary: Cookie`), cookies.
 use chrono::{DateTime, Utc};
-use poem::http::StatusCode;
+use poem::http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{Browser, TestApp, set_cookie};
@@ -23,4 +22,78 @@ async fn a_cookie_with_a_lifetime_has_max_age_and_expires() {
     let left = (expires - Utc::now()).num_seconds();
     assert!((3590..=3600).contains(&left), "{cookie}");
     assert_eq!(res.status, StatusCode::OK);
+}
+
+/// The raw answer, whatever its body.
+async fn raw(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)]) -> poem::Response {
+    let mut req = app.client.request(method, path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.0
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn varies_on_cookie(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("vary")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("cookie"))
+}
+
+#[tokio::test]
+async fn every_answer_has_djangos_security_headers_and_html_cannot_be_framed() {
+    let app = TestApp::new().await;
+    let answers = [
+        (Method::GET, "/healthz"),
+        (Method::GET, "/openapi.json"),
+        (Method::GET, "/docs/"),
+        (Method::GET, "/nowhere/"),
+        (Method::GET, "/protected/"),
+        (Method::DELETE, "/api/token/"),
+        (Method::POST, "/login/"),
+    ];
+    for (method, path) in answers {
+        let resp = raw(&app, method.clone(), path, &[]).await;
+        let h = resp.headers();
+        assert_eq!(header(h, "x-content-type-options"), Some("nosniff"), "{method} {path}");
+        assert_eq!(header(h, "referrer-policy"), Some("same-origin"), "{method} {path}");
+        assert_eq!(header(h, "cross-origin-opener-policy"), Some("same-origin"), "{method} {path}");
+        if path == "/docs/" {
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(header(h, "x-frame-options"), Some("DENY"));
+            assert_eq!(header(h, "content-security-policy"), Some("frame-ancestors 'none'"));
+        } else {
+            assert_ne!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            assert!(header(h, "content-type").unwrap().starts_with("application/json"), "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn answers_that_depend_on_the_session_cookie_vary_on_it() {
+    let app = TestApp::new().await;
+    let token = format!("Token {}", {
+        app.register("john").await;
+        app.token("john").await
+    });
+    // Views whose chain reads the session, whoever answers and however.
+    for (path, auth) in [("/protected/", ""), ("/protected", &*token), ("/whoami/", &*token), ("/login/", "")] {
+        let res = app.call(Method::GET, path, &[("authorization", auth)], None).await;
+        assert!(varies_on_cookie(&res.headers), "{path}: {:?}", res.headers);
+    }
+    // Token only (`/profile/`), no authentication (simplejwt's views), not a view at all.
+    for path in ["/profile/", "/api/token/", "/api/token/refresh/", "/healthz", "/openapi.json", "/nowhere/"] {
+        let res = raw(&app, Method::GET, path, &[("authorization", &token)]).await;
+        assert!(!varies_on_cookie(res.headers()), "{path}: {:?}", res.headers());
+    }
+    // Without the session in `auth.chain`, the default views do not read the cookie.
+    let tokens_only = TestApp::with(|s| s.auth.chain = vec!["token".into()]).await;
+    assert!(!varies_on_cookie(&tokens_only.get("/protected/").await.headers));
+    assert!(varies_on_cookie(&tokens_only.get("/session/data/").await.headers));
 }
