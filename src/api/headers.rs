@@ -1,12 +1,15 @@
-//! The headers a Django project's default middleware puts on its answers. Applied around
-//! everything else (the cookie jar, the error mapping), so every final answer gets them,
-//! errors and 404s included:
+//! The headers a Django project's default middleware puts on its answers, and one it leaves
+//! to each view. Applied around everything else (the cookie jar, the error mapping), so
+//! every final answer gets them, errors and 404s included:
 //! - `SecurityMiddleware`: `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin`,
 //!   `Cross-Origin-Opener-Policy: same-origin`;
 //! - `XFrameOptionsMiddleware`, on HTML pages: `X-Frame-Options: DENY`, with the CSP
 //!   `frame-ancestors 'none'` that supersedes it in current browsers;
 //! - `SessionMiddleware`: `Vary: Cookie` when the answer depends on the session cookie,
-//!   i.e. the view's chain reads it, or the answer sets it.
+//!   i.e. the view's chain reads it, or the answer sets it;
+//! - `Cache-Control: no-store` on answers that carry a credential (RFC 6749 §5.1): the
+//!   credential endpoints' answers, and any answer that sets the session cookie. Django
+//!   leaves this to the view, and DRF's and simplejwt's views do not set it.
 use std::sync::Arc;
 
 use poem::{
@@ -16,6 +19,9 @@ use poem::{
 
 use super::{policy::policy_for, security::SESSION};
 use crate::config::Settings;
+
+/// Views whose answer carries a credential (paths without their trailing slash).
+const CREDENTIAL_PATHS: &[&str] = &["/login", "/api-token-auth", "/api/token", "/api/token/refresh"];
 
 /// Always set, unless the answer set its own (as Django's `setdefault`).
 const EVERY_ANSWER: &[(&str, &str)] = &[
@@ -69,6 +75,10 @@ impl Headers {
         }
         if sets_session || self.reads_session(path) {
             headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+        }
+        let path = path.strip_suffix('/').unwrap_or(path);
+        if sets_session || CREDENTIAL_PATHS.contains(&path) {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
     }
 }

@@ -1,9 +1,10 @@
-//! Response headers: Django's default middleware (security headers, `Vary: Cookie`), cookies.
+//! Response headers: Django's default middleware (security headers, `Vary: Cookie`),
+//! `Cache-Control: no-store` on credentials, cookies.
 use chrono::{DateTime, Utc};
 use poem::http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Browser, TestApp, set_cookie};
+use crate::helpers::{Browser, STRONG, TestApp, set_cookie};
 
 /// The value of `attribute` (`Max-Age`, `Expires`) in a `Set-Cookie` header.
 fn cookie_attribute<'c>(cookie: &'c str, attribute: &str) -> Option<&'c str> {
@@ -96,4 +97,36 @@ async fn answers_that_depend_on_the_session_cookie_vary_on_it() {
     let tokens_only = TestApp::with(|s| s.auth.chain = vec!["token".into()]).await;
     assert!(!varies_on_cookie(&tokens_only.get("/protected/").await.headers));
     assert!(varies_on_cookie(&tokens_only.get("/session/data/").await.headers));
+}
+
+#[tokio::test]
+async fn credential_answers_are_not_stored() {
+    let app = TestApp::new().await;
+    let no_store = |res: &crate::helpers::Answer| header(&res.headers, "cache-control") == Some("no-store");
+    let john = app.browser("john").await;
+    let creds = json!({"username": "john", "password": STRONG});
+    let wrong = json!({"username": "john", "password": "wrong-wrong"});
+    let pair = app.post_json("/api/token/", &creds).await;
+    let refresh = json!({"refresh": pair.body["refresh"]});
+    let answers = [
+        ("/api-token-auth/", app.post_json("/api-token-auth/", &creds).await),
+        ("/api-token-auth/ refused", app.post_json("/api-token-auth/", &wrong).await),
+        ("/api/token/", pair),
+        ("/api/token/refresh/", app.post_json("/api/token/refresh/", &refresh).await),
+        ("/api/token/refresh/ refused", app.post_json("/api/token/refresh/", &json!({"refresh": "x"})).await),
+        ("/login/", Browser::new(&app).post("/login/", creds.clone()).await),
+        ("/login/ refused", app.post_json("/login/", &wrong).await),
+        ("/login without the slash", app.post_json("/login", &creds).await),
+    ];
+    for (what, res) in &answers {
+        assert!(no_store(res), "{what}: {} {:?}", res.status, res.headers);
+    }
+    let new_password = json!({"old_password": STRONG, "new_password": "n3w-passw0rd-here"});
+    let changed = john.post_csrf("/password/change/", new_password).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert!(set_cookie(&changed, "sessionid").is_some());
+    assert!(no_store(&changed) && varies_on_cookie(&changed.headers), "{:?}", changed.headers);
+    // Answers without a credential may be cached as usual.
+    assert!(!no_store(&john.get("/protected/").await));
+    assert!(!no_store(&app.get("/healthz").await));
 }
