@@ -11,6 +11,7 @@ pub mod headers;
 pub mod health;
 pub mod pagination;
 pub mod policy;
+pub mod precompressed;
 pub mod security;
 pub mod session;
 pub mod spec;

@@ -1,5 +1,5 @@
 //! Response headers: Django's default middleware (security headers, `Vary: Cookie`),
-//! `Cache-Control: no-store` on credentials, cookies.
+//! `Cache-Control: no-store` on credentials, the compressed and revalidated docs page, cookies.
 use chrono::{DateTime, Utc};
 use poem::http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
@@ -129,4 +129,44 @@ async fn credential_answers_are_not_stored() {
     // Answers without a credential may be cached as usual.
     assert!(!no_store(&john.get("/protected/").await));
     assert!(!no_store(&app.get("/healthz").await));
+}
+
+/// The body of an answer, as bytes.
+async fn bytes(resp: poem::Response) -> Vec<u8> {
+    resp.into_body().into_vec().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_docs_page_is_served_compressed_and_revalidated() {
+    let app = TestApp::new().await;
+    let plain = raw(&app, Method::GET, "/docs/", &[]).await;
+    assert_eq!(header(plain.headers(), "content-encoding"), None);
+    let etag = header(plain.headers(), "etag").unwrap().to_owned();
+    assert_eq!(header(plain.headers(), "cache-control"), Some("no-cache"));
+    let page = bytes(plain).await;
+
+    let resp = raw(&app, Method::GET, "/docs/", &[("accept-encoding", "br;q=1.0, gzip;q=0.8")]).await;
+    let h = resp.headers().clone();
+    assert_eq!(header(&h, "content-encoding"), Some("gzip"));
+    assert_eq!(header(&h, "x-frame-options"), Some("DENY"));
+    assert_eq!(header(&h, "content-security-policy"), Some("frame-ancestors 'none'"));
+    assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"));
+    assert!(h.get_all("vary").iter().any(|v| v == "Accept-Encoding"), "{h:?}");
+    let gz_etag = header(&h, "etag").unwrap().to_owned();
+    assert_ne!(gz_etag, etag, "each content coding has its own validator");
+    let gzipped = bytes(resp).await;
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut unzipped).unwrap();
+    assert!(unzipped == page, "the gzip answer is the page");
+    assert!(gzipped.len() * 3 < page.len(), "{} of {} bytes", gzipped.len(), page.len());
+
+    for (tag, coding) in [(&etag, "identity"), (&gz_etag, "gzip")] {
+        let again = raw(&app, Method::GET, "/docs/", &[("if-none-match", tag), ("accept-encoding", coding)]).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{coding}");
+        assert_eq!(header(again.headers(), "etag"), Some(tag.as_str()));
+        assert_eq!(header(again.headers(), "x-content-type-options"), Some("nosniff"));
+        assert!(bytes(again).await.is_empty());
+    }
+    let stale = raw(&app, Method::GET, "/docs/", &[("if-none-match", "\"stale\"")]).await;
+    assert_eq!(stale.status(), StatusCode::OK);
 }
