@@ -39,8 +39,10 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let chains = api::policy::ViewChains::new(&state);
     let metrics = std::sync::Arc::clone(&state.metrics);
     let scrape = metrics_endpoint(&state, true);
-    // Outermost first: log; write cookies (also on error answers); map every error to
-    // DRF's JSON; normalise trailing slashes; authenticate (before routing, so auth beats 405).
+    let headers = api::headers::Headers::new(&state.settings);
+    // Outermost first: log; add Django's headers (seeing the cookies written); write
+    // cookies (also on error answers); map every error to DRF's JSON; normalise trailing
+    // slashes; authenticate (before routing, so auth beats 405).
     Route::new()
         .nest("/", service)
         .at("/openapi.json", spec)
@@ -62,6 +64,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
             crate::error::ApiError::Internal(format!("panic: {cause}")).to_response()
         }))
         .with(CookieJarManager::new())
+        .around(move |next, req| api::headers::add(next, req, std::sync::Arc::clone(&headers)))
         .around(move |next, req| log_requests(next, req, std::sync::Arc::clone(&metrics)))
         .into_endpoint()
 }
@@ -116,7 +119,10 @@ pub fn metrics_endpoint(state: &AppState, behind_token: bool) -> impl Endpoint<O
 
 /// The separate metrics listener's application (`metrics.bind`).
 pub fn build_metrics_app(state: &AppState) -> impl Endpoint<Output = Response> + use<> {
-    Route::new().at("/metrics", metrics_endpoint(state, false))
+    let headers = api::headers::Headers::new(&state.settings);
+    Route::new()
+        .at("/metrics", metrics_endpoint(state, false))
+        .around(move |next, req| api::headers::add(next, req, std::sync::Arc::clone(&headers)))
 }
 
 async fn log_requests<E: Endpoint>(next: E, req: Request, metrics: std::sync::Arc<Metrics>) -> poem::Result<Response> {

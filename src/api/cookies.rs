@@ -16,6 +16,22 @@ fn seconds(secs: u64) -> std::time::Duration {
     std::time::Duration::from_secs(secs)
 }
 
+/// Django's `set_cookie(max_age=...)`: `Max-Age` and an `Expires` that says the same, for
+/// the clients that only know the older attribute.
+fn set_lifetime(cookie: &mut Cookie, secs: u64) {
+    cookie.set_max_age(seconds(secs));
+    cookie.set_expires(Utc::now() + Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000)));
+}
+
+/// A cookie as Django's `response.set_cookie(name, value, max_age=secs)` makes it: Path=/,
+/// no other attribute.
+pub fn lasting(name: &str, value: &str, secs: u64) -> Cookie {
+    let mut cookie = Cookie::new_with_str(name, value);
+    cookie.set_path("/");
+    set_lifetime(&mut cookie, secs);
+    cookie
+}
+
 /// `sessionid`: HttpOnly, SameSite and Secure from config, Path=/, and Max-Age/Expires
 /// unless `expire_at_browser_close` (then a browser-session cookie).
 pub fn session(key: &str, settings: &Settings) -> Cookie {
@@ -26,8 +42,7 @@ pub fn session(key: &str, settings: &Settings) -> Cookie {
     cookie.set_same_site(same_site(&s.cookie_samesite));
     cookie.set_secure(s.cookie_secure);
     if !s.expire_at_browser_close {
-        cookie.set_max_age(seconds(s.cookie_age));
-        cookie.set_expires(Utc::now() + Duration::seconds(i64::try_from(s.cookie_age).unwrap_or(i64::MAX / 1000)));
+        set_lifetime(&mut cookie, s.cookie_age);
     }
     cookie
 }
@@ -39,8 +54,7 @@ pub fn csrf(secret: &str, settings: &Settings) -> Cookie {
     cookie.set_path("/");
     cookie.set_same_site(SameSite::Lax);
     cookie.set_secure(settings.csrf.cookie_secure);
-    cookie.set_max_age(seconds(csrf::COOKIE_AGE));
-    cookie.set_expires(Utc::now() + Duration::seconds(csrf::COOKIE_AGE as i64));
+    set_lifetime(&mut cookie, csrf::COOKIE_AGE);
     cookie
 }
 

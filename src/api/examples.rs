@@ -82,10 +82,7 @@ impl ExamplesApi {
     /// The seed's `SetCookieView`: sets `token=example_cookie_value` for an hour.
     #[oai(path = "/cookie/set/", method = "get", operation_id = "cookie_set")]
     async fn cookie_set(&self, jar: &CookieJar) -> Json<MessageBody> {
-        let mut cookie = poem::web::cookie::Cookie::new_with_str("token", "example_cookie_value");
-        cookie.set_max_age(std::time::Duration::from_secs(3600));
-        cookie.set_path("/");
-        jar.add(cookie);
+        jar.add(cookies::lasting("token", "example_cookie_value", 3600));
         message("Cookie set!".into())
     }
 

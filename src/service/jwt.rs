@@ -287,26 +287,34 @@ impl Jwt {
             None => None,
         };
         let user = user.filter(|u| u.is_active).ok_or(TokenError::NoActiveAccount)?;
-        let row = self.live_row(db, &claims).await?;
+        let (row, blacklisted) = self.outstanding_row(db, &claims).await?;
+        // A rotated-away token goes on even if its rotation blacklisted it: presenting it
+        // again is a reuse, and `refresh` must see it to revoke the family.
+        if blacklisted && row.rotated_at.is_none() {
+            return Err(TokenError::Token(msg::BLACKLISTED).into());
+        }
         if !stamp_matches(claims.stamp.as_deref(), &user.security_stamp) {
             return Err(TokenError::PasswordChanged.into());
         }
         Ok((claims, user, row))
     }
 
-    /// The refresh token's outstanding row, refused if blacklisted. A token signed by our
-    /// key but never recorded (issued elsewhere, e.g. by simplejwt with the same key) is
+    /// The refresh token's outstanding row, and whether it is blacklisted. A token signed by
+    /// our key but never recorded (issued elsewhere, e.g. by simplejwt with the same key) is
     /// recorded now, so it can be rotated and blacklisted.
-    async fn live_row(&self, db: &impl ConnectionTrait, claims: &Claims) -> Result<outstanding::Model, JwtError> {
+    async fn outstanding_row(
+        &self,
+        db: &impl ConnectionTrait,
+        claims: &Claims,
+    ) -> Result<(outstanding::Model, bool), JwtError> {
         let row = outstanding::Entity::find()
             .filter(outstanding::Column::Jti.eq(&claims.jti))
             .find_also_related(blacklisted::Entity)
             .one(db)
             .await?;
         match row {
-            Some((_, Some(_))) => Err(TokenError::Token(msg::BLACKLISTED).into()),
-            Some((row, None)) => Ok(row),
-            None => self.record_foreign(db, claims).await,
+            Some((row, blacklisted)) => Ok((row, blacklisted.is_some())),
+            None => Ok((self.record_foreign(db, claims).await?, false)),
         }
     }
 
@@ -336,9 +344,13 @@ impl Jwt {
     /// `POST /api/token/refresh/`: a new access token, and with rotation a new refresh
     /// token. The rotation is a compare-and-swap on the old token's row: the loser of a
     /// race, and anyone replaying a rotated-away token, finds it taken, and the whole
-    /// family is blacklisted (theft detection).
+    /// family is blacklisted (theft detection) — whatever `blacklist_after_rotation` and
+    /// `rotate_refresh_tokens` now say.
     pub async fn refresh(&self, db: &impl ConnectionTrait, token: &str) -> Result<Refreshed, JwtError> {
         let (_, user, row) = self.check_refresh(db, token).await?;
+        if row.rotated_at.is_some() {
+            return Err(reused(db, user.id, row.family_id).await);
+        }
         let access = self.access_for(&user)?;
         if !self.rotates() {
             return Ok(Refreshed { access, refresh: None, user, rotated_to: None });
@@ -352,8 +364,7 @@ impl Jwt {
             .rows_affected
             == 1;
         if !won {
-            let revoked = revoke_family(db, &row.family_id).await?;
-            return Err(TokenError::Reused { user_id: user.id, family: row.family_id, revoked }.into());
+            return Err(reused(db, user.id, row.family_id).await);
         }
         if self.settings.blacklist_after_rotation {
             blacklist_rows(db, &[row.id]).await?;
@@ -383,7 +394,10 @@ impl Jwt {
     /// outstanding row (its user and `jti`).
     pub async fn blacklist(&self, db: &impl ConnectionTrait, token: &str) -> Result<outstanding::Model, JwtError> {
         let claims = self.decode(token, Some(REFRESH))?;
-        let row = self.live_row(db, &claims).await?;
+        let (row, blacklisted) = self.outstanding_row(db, &claims).await?;
+        if blacklisted {
+            return Err(TokenError::Token(msg::BLACKLISTED).into());
+        }
         blacklist_rows(db, &[row.id]).await?;
         Ok(row)
     }
@@ -399,6 +413,14 @@ pub async fn blacklist_user(db: &impl ConnectionTrait, user_id: i64) -> Result<(
         .map(|r| r.id)
         .collect();
     blacklist_rows(db, &ids).await
+}
+
+/// A rotated-away token was presented: its whole family is blacklisted.
+async fn reused(db: &impl ConnectionTrait, user_id: i64, family: String) -> JwtError {
+    match revoke_family(db, &family).await {
+        Ok(revoked) => TokenError::Reused { user_id, family, revoked }.into(),
+        Err(e) => e.into(),
+    }
 }
 
 /// Blacklists every token of a family; returns how many it has.

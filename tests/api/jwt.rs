@@ -171,26 +171,46 @@ async fn refresh_verify_and_blacklist_follow_simplejwt() {
     );
 }
 
+/// Whether or not rotation also blacklists the spent token, replaying it revokes its family.
 #[tokio::test]
 async fn rotation_spends_the_old_token_and_reuse_revokes_the_family() {
-    let app = jwt_app(|s| s.jwt.rotate_refresh_tokens = true).await;
-    app.register("john").await;
-    let (_, first) = app.jwt("john").await;
-    let res = app.post_json("/api/token/refresh/", &json!({"refresh": first})).await;
-    assert_eq!(res.status, StatusCode::OK);
-    let second = res.body["refresh"].as_str().unwrap().to_owned();
-    assert_ne!(second, first);
-    // The thief replays the spent token: refused, and the legitimate descendant dies too.
-    let res = app.post_json("/api/token/refresh/", &json!({"refresh": first})).await;
-    assert_eq!(
-        (res.status, res.body),
-        (StatusCode::UNAUTHORIZED, json!({"detail": "Token is blacklisted", "code": "token_not_valid"}))
-    );
-    let res = app.post_json("/api/token/refresh/", &json!({"refresh": second})).await;
-    assert_eq!(res.body, json!({"detail": "Token is blacklisted", "code": "token_not_valid"}));
-    // Another login's family is untouched.
-    let (_, other) = app.jwt("john").await;
-    assert_eq!(app.post_json("/api/token/refresh/", &json!({"refresh": other})).await.status, StatusCode::OK);
+    for blacklist_after_rotation in [false, true] {
+        let app = jwt_app(|s| {
+            s.jwt.rotate_refresh_tokens = true;
+            s.jwt.blacklist_after_rotation = blacklist_after_rotation;
+        })
+        .await;
+        app.register("john").await;
+        let app = &app;
+        let refresh = |token: &str| {
+            let body = json!({"refresh": token});
+            async move { app.post_json("/api/token/refresh/", &body).await }
+        };
+        let (_, first) = app.jwt("john").await;
+        let res = refresh(&first).await;
+        assert_eq!(res.status, StatusCode::OK);
+        let second = res.body["refresh"].as_str().unwrap().to_owned();
+        assert_ne!(second, first);
+        let third = refresh(&second).await.body["refresh"].as_str().unwrap().to_owned();
+        // The thief replays the spent token: refused, and the legitimate descendants die too.
+        let spent = json!({"detail": "Token is blacklisted", "code": "token_not_valid"});
+        let res = refresh(&first).await;
+        assert_eq!((res.status, &res.body), (StatusCode::UNAUTHORIZED, &spent), "{blacklist_after_rotation}");
+        for token in [&third, &second] {
+            let res = refresh(token).await;
+            assert_eq!((res.status, &res.body), (StatusCode::UNAUTHORIZED, &spent), "{blacklist_after_rotation}");
+        }
+        app.state.events.flush().await;
+        let filter = portcullis::service::audit_log::Filter {
+            event: Some("refresh_reuse_detected".into()),
+            ..Default::default()
+        };
+        let (events, _) = portcullis::service::audit_log::page(&app.state.db, &filter, 0, 10).await.unwrap();
+        assert!(!events.is_empty(), "no reuse event with blacklist_after_rotation = {blacklist_after_rotation}");
+        // Another login's family is untouched.
+        let (_, other) = app.jwt("john").await;
+        assert_eq!(refresh(&other).await.status, StatusCode::OK);
+    }
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod csrf;
 mod django;
 mod doors;
 mod errors;
+mod headers;
 mod helpers;
 mod jwt;
 mod observability;
