@@ -138,7 +138,11 @@ impl SessionApi {
         let mut fields = Fields::new(&body.data)?;
         let username = fields.char("username", Char { trim: false, ..Char::REQUIRED });
         let password = fields.char("password", Char::PASSWORD);
-        fields.errors.into_result()?;
+        // The seed's view reads `request.data.get(...)` and answers any failure alike: a
+        // missing or malformed field is one more way of not logging in.
+        if !fields.errors.is_empty() {
+            return Err(invalid_credentials());
+        }
         let presented = caller.identity.as_deref();
         let key = match state.accounts.log_in(&username, &password, presented, &caller.origin()).await {
             Ok(key) => key,

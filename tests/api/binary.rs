@@ -73,6 +73,15 @@ fn configuration_errors_name_the_key_and_stop_start_up() {
         assert!(err.contains("configuration error") && err.contains(key), "{key}: {err}");
         assert!(!dir.path().join("portcullis.sqlite3").exists(), "nothing started half-configured");
     }
+    // Raising the login throttle alone is enough: the per-IP one follows it ("auto")...
+    std::fs::write(&cfg, "[throttle]\nlogin = \"1000/min\"\n").unwrap();
+    let out = run(dir.path(), &[], &["--config", cfg.to_str().unwrap(), "migrate"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // ...and one set below it says which key to set, and to what.
+    std::fs::write(&cfg, "[throttle]\nlogin = \"1000/min\"\nlogin_ip = \"20/min\"\n").unwrap();
+    let out = run(dir.path(), &[], &["--config", cfg.to_str().unwrap(), "migrate"], "");
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("throttle.login_ip") && err.contains("\"4000/min\""), "{err}");
     let out = run(dir.path(), &[], &["--config", "/no/such/file.toml", "migrate"], "");
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("/no/such/file.toml"));
