@@ -91,7 +91,7 @@ fn benches(c: &mut Criterion) {
         ("jwt", creds_header(format!("Bearer {}", f.access))),
     ];
     for (label, state) in [("cached", &f.state), ("uncached", &f.uncached)] {
-        let chain = portcullis::authn::Chain::new(&state.settings.auth.chain, state);
+        let chain = portcullis::authn::Chain::new(&state.settings.auth.chain, &state.authn());
         for (kind, creds) in &kinds {
             c.bench_function(&format!("chain/{label}/{kind}"), |b| {
                 b.to_async(&rt).iter(|| async {

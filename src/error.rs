@@ -12,6 +12,7 @@ use poem_openapi::{
 };
 use serde_json::{Value, json};
 
+use crate::authn::{Failure, Refused};
 pub use crate::service::FieldErrors;
 use crate::service::{
     jwt::{JwtError, TokenError},
@@ -169,6 +170,22 @@ pub fn jwt_error(err: JwtError) -> ApiError {
         }
     };
     ApiError::Body { status: StatusCode::UNAUTHORIZED, body, challenge: Some(BEARER_CHALLENGE.into()) }
+}
+
+/// A refusal by the authenticator chain, as DRF words and codes it.
+impl From<Refused> for ApiError {
+    fn from(Refused { failure, challenge }: Refused) -> Self {
+        match failure {
+            Failure::Credentials(detail) => Self::Unauthenticated { detail, challenge },
+            Failure::Detailed(body) => {
+                let status = if challenge.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+                Self::Body { status, body, challenge }
+            }
+            Failure::Throttled(wait) => Self::Throttled { wait },
+            Failure::Csrf(reason) => Self::PermissionDenied(format!("CSRF Failed: {reason}")),
+            Failure::Unavailable(cause) => Self::Unavailable(cause),
+        }
+    }
 }
 
 impl From<DataError> for ApiError {

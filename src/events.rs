@@ -12,8 +12,6 @@ use serde_json::{Value, json};
 use crate::{
     audit::{AuditSink, Record},
     metrics::{EventLabels, Metrics, OutcomeLabels, ScopeLabels},
-    service::identity::Origin,
-    store::user,
 };
 
 /// The PostgreSQL channel on which instances tell each other of revocations.
@@ -135,19 +133,6 @@ pub struct EventContext {
 }
 
 impl EventContext {
-    /// An event about `user` (if known) caused from `origin`.
-    pub fn new(origin: &Origin, user: Option<&user::Model>, credential: Option<String>) -> Self {
-        Self {
-            user_id: user.map(|u| u.id),
-            username: user.map(|u| u.username.clone()),
-            ip: origin.ip,
-            user_agent: origin.user_agent.clone(),
-            credential,
-            via: origin.via,
-            detail: None,
-        }
-    }
-
     pub fn with_detail(self, detail: Value) -> Self {
         Self { detail: Some(detail), ..self }
     }

@@ -1,7 +1,7 @@
 //! DRF's permission classes, plus Django's `app_label.codename` permissions.
 use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::{authn::Identity, service::permissions::user_has_perm};
+use crate::service::{identity::Identity, permissions::user_has_perm};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {

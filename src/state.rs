@@ -89,6 +89,20 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// What the authenticators are built from.
+    pub fn authn(&self) -> crate::authn::Deps {
+        crate::authn::Deps {
+            db: self.db.clone(),
+            cache: Arc::clone(&self.cache),
+            jwt: Arc::clone(&self.jwt),
+            accounts: self.accounts.clone(),
+            settings: Arc::clone(&self.settings),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
 /// The login throttle on the configured store (`throttle.backend`).
 fn login_throttle(settings: &Settings, db: &DatabaseConnection) -> Result<LoginThrottle, StartError> {
     let t = &settings.throttle;

@@ -37,7 +37,7 @@ pub async fn authenticate<E: Endpoint>(
     };
     let creds = Arc::new(collect(&mut req, &state).await?);
     let chain = chains.of(&policy);
-    let found = chain.authenticate(&creds).await?;
+    let found = chain.authenticate(&creds).await.map_err(ApiError::from)?;
     let jar = req.cookie().clone();
     if found.stale.contains(&"session") {
         jar.add(cookies::removal(&state.settings.session.cookie_name, &state.settings));

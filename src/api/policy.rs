@@ -109,8 +109,9 @@ pub struct ViewChains {
 
 impl ViewChains {
     pub fn new(state: &AppState) -> Arc<Self> {
-        let overrides = ROUTES.iter().filter_map(|(_, p)| p.chain).map(|c| (c, Chain::new(c, state))).collect();
-        Arc::new(Self { default: Chain::new(&state.settings.auth.chain, state), overrides })
+        let deps = state.authn();
+        let overrides = ROUTES.iter().filter_map(|(_, p)| p.chain).map(|c| (c, Chain::new(c, &deps))).collect();
+        Arc::new(Self { default: Chain::new(&state.settings.auth.chain, &deps), overrides })
     }
 
     /// The chain a view runs.

@@ -6,11 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine;
 
-use super::{Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome};
-use crate::{
-    service::accounts::{Accounts, LoginError},
-    state::AppState,
-};
+use super::{Authenticator, Credential, Credentials, Deps, Failure, Identity, Method, Outcome};
+use crate::service::accounts::{Accounts, LoginError};
 
 pub const INVALID: &str = "Invalid username/password.";
 
@@ -19,8 +16,8 @@ pub struct BasicAuthenticator {
 }
 
 impl BasicAuthenticator {
-    pub fn new(state: &AppState) -> Self {
-        Self { accounts: state.accounts.clone() }
+    pub fn new(deps: &Deps) -> Self {
+        Self { accounts: deps.accounts.clone() }
     }
 }
 

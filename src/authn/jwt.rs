@@ -8,13 +8,12 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
 
 use super::{
-    Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
+    Authenticator, Credential, Credentials, Deps, Failure, Identity, Method, Outcome,
     cache::{CredentialCache, Key},
 };
 use crate::{
     crypto,
     service::jwt::{self, Jwt, TokenError},
-    state::AppState,
     store::user,
 };
 
@@ -26,12 +25,12 @@ pub struct JwtAuthenticator {
 }
 
 impl JwtAuthenticator {
-    pub fn new(state: &AppState) -> Self {
+    pub fn new(deps: &Deps) -> Self {
         Self {
-            db: state.db.clone(),
-            cache: Arc::clone(&state.cache),
-            jwt: Arc::clone(&state.jwt),
-            header_types: state.settings.jwt.auth_header_types.clone(),
+            db: deps.db.clone(),
+            cache: Arc::clone(&deps.cache),
+            jwt: Arc::clone(&deps.jwt),
+            header_types: deps.settings.jwt.auth_header_types.clone(),
         }
     }
 

@@ -16,16 +16,26 @@ pub mod token;
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use async_trait::async_trait;
-use poem::http::StatusCode;
+
+use sea_orm::DatabaseConnection;
 
 pub use crate::service::identity::{Credential, Identity, Method, SessionRef};
 use crate::{
-    config::AuthScheme,
-    error::ApiError,
+    config::{AuthScheme, Settings},
     metrics::{AuthLabels, Metrics},
-    service::identity::Origin,
-    state::AppState,
+    service::{accounts::Accounts, identity::Origin, jwt::Jwt},
 };
+
+/// What authenticators are built from.
+pub struct Deps {
+    pub db: DatabaseConnection,
+    pub cache: Arc<cache::CredentialCache>,
+    pub jwt: Arc<Jwt>,
+    /// Basic checks passwords through the login use case.
+    pub accounts: Accounts,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+}
 
 /// What the transport layer collected from a request; authenticators see nothing else.
 /// Its `Debug` shows which credentials are present, never their values.
@@ -116,12 +126,12 @@ pub trait Authenticator: Send + Sync {
 }
 
 /// Builds an authenticator by its `auth.chain` name.
-pub fn build(scheme: AuthScheme, state: &AppState) -> Arc<dyn Authenticator> {
+pub fn build(scheme: AuthScheme, deps: &Deps) -> Arc<dyn Authenticator> {
     match scheme {
-        AuthScheme::Session => Arc::new(session::SessionAuthenticator::new(state)),
-        AuthScheme::Token => Arc::new(token::TokenAuthenticator::new(state)),
-        AuthScheme::Jwt => Arc::new(jwt::JwtAuthenticator::new(state)),
-        AuthScheme::Basic => Arc::new(basic::BasicAuthenticator::new(state)),
+        AuthScheme::Session => Arc::new(session::SessionAuthenticator::new(deps)),
+        AuthScheme::Token => Arc::new(token::TokenAuthenticator::new(deps)),
+        AuthScheme::Jwt => Arc::new(jwt::JwtAuthenticator::new(deps)),
+        AuthScheme::Basic => Arc::new(basic::BasicAuthenticator::new(deps)),
     }
 }
 
@@ -130,8 +140,8 @@ pub fn build(scheme: AuthScheme, state: &AppState) -> Arc<dyn Authenticator> {
 pub struct Chain(Vec<Arc<dyn Authenticator>>, Arc<Metrics>);
 
 impl Chain {
-    pub fn new(schemes: &[AuthScheme], state: &AppState) -> Self {
-        Self(schemes.iter().map(|s| build(*s, state)).collect(), Arc::clone(&state.metrics))
+    pub fn new(schemes: &[AuthScheme], deps: &Deps) -> Self {
+        Self(schemes.iter().map(|s| build(*s, deps)).collect(), Arc::clone(&deps.metrics))
     }
 
     /// The first authenticator's challenge decides 401 vs 403 (DRF `get_authenticate_header`).
@@ -140,7 +150,7 @@ impl Chain {
     }
 
     /// Runs the chain: `identity: None` is an anonymous request.
-    pub async fn authenticate(&self, creds: &Credentials) -> Result<ChainResult, ApiError> {
+    pub async fn authenticate(&self, creds: &Credentials) -> Result<ChainResult, Refused> {
         let mut result = ChainResult::default();
         for authenticator in &self.0 {
             let outcome = authenticator.authenticate(creds).await;
@@ -155,19 +165,7 @@ impl Chain {
                     result.identity = Some(identity);
                     return Ok(result);
                 }
-                Outcome::Failed(Failure::Credentials(detail)) => {
-                    return Err(ApiError::Unauthenticated { detail, challenge: self.challenge() });
-                }
-                Outcome::Failed(Failure::Detailed(body)) => {
-                    let challenge = self.challenge();
-                    let status = if challenge.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
-                    return Err(ApiError::Body { status, body, challenge });
-                }
-                Outcome::Failed(Failure::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
-                Outcome::Failed(Failure::Csrf(reason)) => {
-                    return Err(ApiError::PermissionDenied(format!("CSRF Failed: {reason}")));
-                }
-                Outcome::Failed(Failure::Unavailable(cause)) => return Err(ApiError::Unavailable(cause)),
+                Outcome::Failed(failure) => return Err(Refused { failure, challenge: self.challenge() }),
             }
         }
         Ok(result)
@@ -197,6 +195,14 @@ impl Failure {
             Self::Unavailable(_) => "unavailable".into(),
         }
     }
+}
+
+/// The chain refused the request: an authenticator's failure, and the chain's challenge
+/// (401 with it, 403 without, by DRF's first-authenticator rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub failure: Failure,
+    pub challenge: Option<String>,
 }
 
 /// What the chain found.

@@ -7,12 +7,13 @@ use sea_orm::DatabaseConnection;
 
 use std::sync::Arc;
 
+use super::Deps;
 use super::{
     Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome, SessionRef,
     cache::{CredentialCache, Key},
     csrf,
 };
-use crate::{crypto, service::sessions, state::AppState};
+use crate::{crypto, service::sessions};
 
 pub struct SessionAuthenticator {
     db: DatabaseConnection,
@@ -26,11 +27,11 @@ pub struct SessionAuthenticator {
 }
 
 impl SessionAuthenticator {
-    pub fn new(state: &AppState) -> Self {
-        let s = &state.settings;
+    pub fn new(deps: &Deps) -> Self {
+        let s = &deps.settings;
         Self {
-            db: state.db.clone(),
-            cache: Arc::clone(&state.cache),
+            db: deps.db.clone(),
+            cache: Arc::clone(&deps.cache),
             cookie_name: s.session.cookie_name.clone(),
             csrf_cookie: s.csrf.cookie_name.clone(),
             csrf_header: s.csrf.header_name.clone(),
@@ -65,7 +66,7 @@ impl Authenticator for SessionAuthenticator {
             },
         };
         let Some(session) = identity.session() else { return Outcome::Stale };
-        // Checked on every request, cached or not: expiry, activity and the password state.
+        // Checked on every request, cached or not: expiry, activity and the password deps.
         let current = session.expires_at > Utc::now()
             && identity.user.is_active
             && crypto::constant_time_eq(session.auth_stamp.as_bytes(), identity.user.security_stamp.as_bytes());

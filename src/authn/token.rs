@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
 
+use super::Deps;
 use super::{
     Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
     cache::{CredentialCache, Key},
 };
-use crate::{crypto, service::tokens, state::AppState};
+use crate::{crypto, service::tokens};
 
 pub const INVALID_TOKEN: &str = "Invalid token.";
 pub const INACTIVE: &str = "User inactive or deleted.";
@@ -23,8 +24,8 @@ pub struct TokenAuthenticator {
 }
 
 impl TokenAuthenticator {
-    pub fn new(state: &AppState) -> Self {
-        Self { db: state.db.clone(), cache: Arc::clone(&state.cache), keyword: state.settings.token.keyword.clone() }
+    pub fn new(deps: &Deps) -> Self {
+        Self { db: deps.db.clone(), cache: Arc::clone(&deps.cache), keyword: deps.settings.token.keyword.clone() }
     }
 
     /// The token and its user from the database (`None`: unknown, revoked or expired), cached.

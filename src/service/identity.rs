@@ -6,7 +6,7 @@ use std::{net::IpAddr, sync::Arc};
 use chrono::{DateTime, Utc};
 
 pub use crate::config::AuthScheme as Method;
-use crate::store::user;
+use crate::{events::EventContext, store::user};
 
 /// The session behind a request, as APIs may show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,5 +66,18 @@ impl Origin {
     /// The command line (an operator on the server).
     pub fn cli() -> Self {
         Self { via: Some("cli"), ..Self::default() }
+    }
+
+    /// A security event about `user` (if known) caused from here.
+    pub fn event(&self, user: Option<&user::Model>, credential: Option<String>) -> EventContext {
+        EventContext {
+            user_id: user.map(|u| u.id),
+            username: user.map(|u| u.username.clone()),
+            ip: self.ip,
+            user_agent: self.user_agent.clone(),
+            credential,
+            via: self.via,
+            detail: None,
+        }
     }
 }

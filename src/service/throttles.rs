@@ -8,7 +8,7 @@ use serde_json::json;
 use super::identity::{Identity, Origin};
 use crate::{
     config,
-    events::{EventContext, EventKind, Events},
+    events::{EventKind, Events},
     throttle::Window,
 };
 
@@ -35,7 +35,7 @@ impl RequestThrottles {
         };
         if let Err(wait) = result {
             let user = identity.map(|i| i.user.as_ref());
-            let ctx = EventContext::new(origin, user, None).with_detail(json!({"scope": scope, "retry_after": wait}));
+            let ctx = origin.event(user, None).with_detail(json!({"scope": scope, "retry_after": wait}));
             self.events.emit(EventKind::Throttled, ctx).await;
         }
         result

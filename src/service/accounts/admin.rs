@@ -3,7 +3,7 @@ use serde_json::json;
 
 use super::Accounts;
 use crate::{
-    events::{EventContext, EventKind},
+    events::EventKind,
     service::{
         FieldErrors, ServiceError,
         identity::Origin,
@@ -60,7 +60,7 @@ impl Accounts {
     pub async fn grant_group(&self, group: &str, perm: &str, origin: &Origin) -> Result<bool, ServiceError> {
         let added = permissions::grant_group(&self.db, group, perm).await?;
         if added {
-            let ctx = EventContext::new(origin, None, Some(perm.to_owned())).with_detail(json!({"group": group}));
+            let ctx = origin.event(None, Some(perm.to_owned())).with_detail(json!({"group": group}));
             self.emit_with(EventKind::PermissionGranted, ctx).await;
         }
         Ok(added)
@@ -71,7 +71,7 @@ impl Accounts {
         let user = self.user(username).await?;
         let added = permissions::add_to_group(&self.db, &user, group).await?;
         if added {
-            let ctx = EventContext::new(origin, Some(&user), None).with_detail(json!({"group": group}));
+            let ctx = origin.event(Some(&user), None).with_detail(json!({"group": group}));
             self.emit_with(EventKind::GroupJoined, ctx).await;
         }
         Ok(added)

@@ -30,7 +30,7 @@ impl Accounts {
         match checked {
             Ok(user) => Ok(user),
             Err(Refusal::Invalid) => {
-                let ctx = EventContext { username: Some(username.to_owned()), ..EventContext::new(origin, None, None) };
+                let ctx = EventContext { username: Some(username.to_owned()), ..origin.event(None, None) };
                 self.emit_with(EventKind::LoginFailed, ctx).await;
                 Err(LoginError::Invalid)
             }
@@ -42,7 +42,7 @@ impl Accounts {
     }
 
     pub(super) async fn throttled(&self, username: &str, wait: u64, origin: &Origin) {
-        let ctx = EventContext { username: Some(username.to_owned()), ..EventContext::new(origin, None, None) }
+        let ctx = EventContext { username: Some(username.to_owned()), ..origin.event(None, None) }
             .with_detail(json!({"scope": "login", "retry_after": wait}));
         self.emit_with(EventKind::Throttled, ctx).await;
     }

@@ -89,7 +89,7 @@ impl Accounts {
     pub async fn revoke_tokens(&self, user: &user::Model, origin: &Origin) -> Result<u64, ServiceError> {
         let count = tokens::delete_for_user(&self.db, user.id).await?;
         if count > 0 {
-            let ctx = EventContext::new(origin, Some(user), None).with_detail(json!({"count": count}));
+            let ctx = origin.event(Some(user), None).with_detail(json!({"count": count}));
             self.emit_with(EventKind::TokenRevoked, ctx).await;
         }
         Ok(count)
@@ -107,7 +107,7 @@ impl Accounts {
             }
             Err(JwtError::Refused(TokenError::Reused { user_id, family, revoked })) => {
                 let detail = json!({"family": family, "revoked": revoked});
-                let ctx = EventContext { user_id: Some(user_id), ..EventContext::new(origin, None, None) };
+                let ctx = EventContext { user_id: Some(user_id), ..origin.event(None, None) };
                 self.emit_with(EventKind::RefreshReuseDetected, ctx.with_detail(detail)).await;
                 Err(JwtError::Refused(TokenError::Reused { user_id, family, revoked }))
             }
@@ -118,7 +118,7 @@ impl Accounts {
     /// `POST /api/token/blacklist/` (and logout with a refresh token).
     pub async fn blacklist_jwt(&self, token: &str, origin: &Origin) -> Result<(), JwtError> {
         let row = self.jwt.blacklist(&self.db, token).await?;
-        let ctx = EventContext { user_id: Some(row.user_id), ..EventContext::new(origin, None, Some(row.jti)) };
+        let ctx = EventContext { user_id: Some(row.user_id), ..origin.event(None, Some(row.jti)) };
         self.emit_with(EventKind::JwtBlacklisted, ctx).await;
         Ok(())
     }

@@ -75,7 +75,7 @@ impl Accounts {
     }
 
     async fn emit(&self, kind: EventKind, origin: &Origin, user: Option<&user::Model>, credential: Option<String>) {
-        self.events.emit(kind, EventContext::new(origin, user, credential)).await;
+        self.events.emit(kind, origin.event(user, credential)).await;
     }
 
     async fn emit_with(&self, kind: EventKind, ctx: EventContext) {
