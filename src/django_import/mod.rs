@@ -33,29 +33,13 @@ use crate::{
     crypto,
     events::{EventContext, EventKind},
     password::{self, Passwords},
-    service::tokens,
+    service::{accounts, tokens},
     state::AppState,
     store::{
         perm::{group, group_permissions, permission, user_groups, user_permissions},
         session, token, user,
     },
 };
-
-/// What imported users' security stamps start with. JWTs simplejwt issued carry no stamp
-/// claim; they are accepted only while the user's stamp is still the one the import gave
-/// (a password change or "log out everywhere" replaces it, and with it those tokens).
-pub const IMPORTED_STAMP_PREFIX: &str = "django:";
-
-/// A fresh stamp for an imported user. Only a user here under its Django id may accept
-/// simplejwt's stamp-less tokens, whose `user_id` claim is that id: anyone else under that
-/// id would be impersonated by them.
-fn stamp_for(under_django_id: bool) -> String {
-    if under_django_id {
-        format!("{IMPORTED_STAMP_PREFIX}{}", crypto::random_hex(16))
-    } else {
-        crate::service::accounts::new_security_stamp()
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -636,7 +620,7 @@ async fn write_users(
                     date_joined: Set(u.date_joined),
                     // Only a user under its Django id may accept simplejwt's stamp-less tokens,
                     // whose user_id claim is that id.
-                    security_stamp: Set(stamp_for(keep_id)),
+                    security_stamp: Set(accounts::imported_security_stamp(keep_id)),
                 };
                 if keep_id { with_id.push(row) } else { without_id.push(row) }
             }
@@ -691,7 +675,7 @@ fn updated(here: &user::Model, django: &source::User) -> Option<user::ActiveMode
         },
         // A new password in Django ends the sessions and tokens issued under the old one.
         security_stamp: if !upgraded_here && here.password != django.password {
-            stamp_for(here.id == django.id)
+            accounts::imported_security_stamp(here.id == django.id)
         } else {
             here.security_stamp.clone()
         },
@@ -880,11 +864,11 @@ mod tests {
         let stamp = |a: user::ActiveModel| a.security_stamp.unwrap();
         assert!(updated(&here(1, "pbkdf2_sha256$a"), &django_user(1, "pbkdf2_sha256$a")).is_none(), "no change");
         let same_id = updated(&here(1, "pbkdf2_sha256$a"), &django_user(1, "pbkdf2_sha256$b")).unwrap();
-        assert!(stamp(same_id).starts_with(IMPORTED_STAMP_PREFIX));
+        assert!(stamp(same_id).starts_with(accounts::IMPORTED_STAMP_PREFIX));
         // Matched by username under another id: Django's user 1 is not this user here.
         let other_id = updated(&here(2, "pbkdf2_sha256$a"), &django_user(1, "pbkdf2_sha256$b")).unwrap();
         let other = stamp(other_id);
-        assert!(!other.starts_with(IMPORTED_STAMP_PREFIX) && other != "old", "{other}");
+        assert!(!other.starts_with(accounts::IMPORTED_STAMP_PREFIX) && other != "old", "{other}");
         // A hash upgraded here is kept, and so is the stamp.
         let upgraded = here(1, "$argon2id$v=19$x");
         assert!(updated(&upgraded, &django_user(1, "pbkdf2_sha256$b")).is_none());
