@@ -161,7 +161,7 @@ pub enum ImportError {
 pub async fn run(state: &AppState, options: &Options) -> Result<Summary, ImportError> {
     let progress = Progress::new(options.progress);
     progress.phase(format!("reading {}", options.source.describe()));
-    let data = source::read(&options.source, !options.secret_keys.is_empty()).await.map_err(ImportError::Source)?;
+    let data = source::read(&options.source, !options.secret_keys.is_empty()).await?;
     let txn = state.db.begin().await?;
     let result = import(&txn, &state.passwords, data, options, &progress).await;
     let summary = match result {
