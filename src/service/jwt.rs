@@ -479,7 +479,7 @@ pub fn stamp_claim(stamp: &str) -> String {
 pub fn stamp_matches(claim: Option<&str>, stamp: &str) -> bool {
     match claim {
         Some(c) => crypto::constant_time_eq(c.as_bytes(), stamp_claim(stamp).as_bytes()),
-        None => stamp.starts_with(crate::django_import::IMPORTED_STAMP_PREFIX),
+        None => stamp.starts_with(super::users::IMPORTED_STAMP_PREFIX),
     }
 }
 

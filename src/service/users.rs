@@ -235,6 +235,18 @@ pub fn new_security_stamp() -> String {
     crypto::random_hex(16)
 }
 
+/// What imported users' security stamps start with. JWTs simplejwt issued carry no stamp
+/// claim; they are accepted only while the user's stamp is still the one the import gave
+/// (a password change or "log out everywhere" replaces it, and with it those tokens).
+pub const IMPORTED_STAMP_PREFIX: &str = "django:";
+
+/// A fresh stamp for a user imported from Django. Only a user here under its Django id may
+/// accept simplejwt's stamp-less tokens, whose `user_id` claim is that id: anyone else under
+/// that id would be impersonated by them.
+pub fn imported_security_stamp(under_django_id: bool) -> String {
+    if under_django_id { format!("{IMPORTED_STAMP_PREFIX}{}", crypto::random_hex(16)) } else { new_security_stamp() }
+}
+
 /// Django's `normalize_email` (lower-cased domain) after a check close to its
 /// `EmailValidator`; `None` when the address is not valid.
 pub fn normalize_email(email: &str) -> Option<String> {
