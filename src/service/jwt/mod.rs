@@ -1,0 +1,227 @@
+//! simplejwt's access/refresh pairs, with its claims, lifetimes, rotation and blacklist,
+//! and what it lacks: refresh rotation is a compare-and-swap (of two concurrent refreshes
+//! of one token exactly one wins), reusing a rotated-away token revokes its whole family,
+//! tokens carry a digest of the user's security stamp (a password change or "log out
+//! everywhere" revokes access and refresh tokens alike), and only `jti`s are stored.
+//!
+//! [`keys`] loads the signing keys; [`refresh`] keeps the refresh tokens' records.
+mod keys;
+mod refresh;
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use sea_orm::{ConnectionTrait, DbErr};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+pub use keys::KeyError;
+pub use refresh::{Refreshed, blacklist_user, flush_expired};
+
+use crate::{config, crypto, store::user};
+
+pub const ACCESS: &str = "access";
+pub const REFRESH: &str = "refresh";
+
+/// simplejwt's `TokenError` messages.
+pub mod msg {
+    pub const INVALID: &str = "Token is invalid";
+    pub const EXPIRED: &str = "Token is expired";
+    pub const WRONG_TYPE: &str = "Token has wrong type";
+    pub const NO_ID: &str = "Token has no id";
+    pub const NO_TYPE: &str = "Token has no type";
+    pub const BLACKLISTED: &str = "Token is blacklisted";
+}
+
+/// The claims portcullis reads; anything else in a token is carried but ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub token_type: String,
+    pub jti: String,
+    pub user_id: Option<i64>,
+    pub stamp: Option<String>,
+    pub exp: i64,
+}
+
+/// Why a token was refused, as simplejwt words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Token(&'static str),
+    /// The refresh token's user is gone or inactive.
+    NoActiveAccount,
+    /// The user's password (or security stamp) changed since the token was issued.
+    PasswordChanged,
+    /// A rotated-away refresh token was presented again; its whole family is now blacklisted.
+    Reused {
+        user_id: i64,
+        family: String,
+        revoked: usize,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    #[error("token refused")]
+    Refused(TokenError),
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
+
+/// Issuing a token failed: its record could not be written, or it could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
+
+impl From<IssueError> for JwtError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Db(e) => Self::Db(e),
+            IssueError::Signing(e) => Self::Signing(e),
+        }
+    }
+}
+
+impl From<IssueError> for super::ServiceError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Db(e) => Self::Db(e),
+            IssueError::Signing(e) => Self::Signing(e),
+        }
+    }
+}
+
+/// jsonwebtoken could not sign (a key that does not fit the algorithm).
+#[derive(Debug, thiserror::Error)]
+#[error("JWT signing failed: {0}")]
+pub struct SigningError(#[from] jsonwebtoken::errors::Error);
+
+impl From<TokenError> for JwtError {
+    fn from(e: TokenError) -> Self {
+        Self::Refused(e)
+    }
+}
+
+/// The pinned algorithm, its keys and the lifetimes.
+pub struct Jwt {
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    settings: config::Jwt,
+}
+
+/// A new pair from `POST /api/token/`.
+pub struct Pair {
+    pub refresh: String,
+    pub access: String,
+    pub refresh_jti: String,
+}
+
+impl Jwt {
+    /// Loads the keys (see [`keys`]) and pins the algorithm, lifetimes, audience and issuer.
+    pub async fn load(settings: &config::Jwt, db: &impl ConnectionTrait) -> Result<Self, KeyError> {
+        let (algorithm, encoding, decoding) = keys::load(settings, db).await?;
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = settings.leeway;
+        validation.validate_aud = !settings.audience.is_empty();
+        if !settings.audience.is_empty() {
+            validation.set_audience(&[&settings.audience]);
+            validation.set_required_spec_claims(&["exp", "aud"]);
+        }
+        if !settings.issuer.is_empty() {
+            validation.set_issuer(&[&settings.issuer]);
+        }
+        Ok(Self { algorithm, encoding, decoding, validation, settings: settings.clone() })
+    }
+
+    /// Whether a verified token's `exp` has passed since (jsonwebtoken's rule, with leeway).
+    pub fn expired(&self, exp: i64) -> bool {
+        exp < Utc::now().timestamp() - i64::try_from(self.settings.leeway).unwrap_or(0)
+    }
+
+    pub fn rotates(&self) -> bool {
+        self.settings.rotate_refresh_tokens
+    }
+
+    fn encode(&self, token_type: &str, user: &user::Model, lifetime: u64, jti: &str) -> Result<String, SigningError> {
+        let now = Utc::now().timestamp();
+        let mut claims = json!({
+            "token_type": token_type,
+            "exp": now + i64::try_from(lifetime).unwrap_or(i64::MAX / 2),
+            "iat": now,
+            "jti": jti,
+            "user_id": user.id.to_string(),
+            "stamp": stamp_claim(&user.security_stamp),
+        });
+        if !self.settings.audience.is_empty() {
+            claims["aud"] = json!(self.settings.audience);
+        }
+        if !self.settings.issuer.is_empty() {
+            claims["iss"] = json!(self.settings.issuer);
+        }
+        Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)?)
+    }
+
+    /// An access token for `user`.
+    pub fn access_for(&self, user: &user::Model) -> Result<String, SigningError> {
+        self.encode(ACCESS, user, self.settings.access_token_lifetime, &new_jti())
+    }
+
+    /// Checks signature, algorithm, expiry, audience/issuer and, when given, the type.
+    pub fn decode(&self, token: &str, expected: Option<&str>) -> Result<Claims, TokenError> {
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation).map_err(|e| {
+                TokenError::Token(if matches!(e.kind(), ErrorKind::ExpiredSignature) {
+                    msg::EXPIRED
+                } else {
+                    msg::INVALID
+                })
+            })?;
+        let c = data.claims;
+        let token_type = c.get("token_type").and_then(Value::as_str).ok_or(TokenError::Token(msg::NO_TYPE))?.to_owned();
+        if expected.is_some_and(|t| t != token_type) {
+            return Err(TokenError::Token(msg::WRONG_TYPE));
+        }
+        let jti = c.get("jti").and_then(Value::as_str).ok_or(TokenError::Token(msg::NO_ID))?.to_owned();
+        let user_id = match c.get("user_id") {
+            Some(Value::String(s)) => s.parse().ok(),
+            Some(Value::Number(n)) => n.as_i64(),
+            _ => None,
+        };
+        Ok(Claims {
+            token_type,
+            jti,
+            user_id,
+            stamp: c.get("stamp").and_then(Value::as_str).map(str::to_owned),
+            exp: c.get("exp").and_then(Value::as_i64).unwrap_or_default(),
+        })
+    }
+}
+
+/// simplejwt's `jti`: 32 hex characters.
+fn new_jti() -> String {
+    crypto::random_hex(16)
+}
+
+/// What tokens carry of the user's security stamp: a digest, so the stamp itself never
+/// leaves the server (token payloads are readable by anyone holding them).
+pub fn stamp_claim(stamp: &str) -> String {
+    let digest = Sha256::digest(format!("portcullis.jwt.stamp:{stamp}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// Whether a token's stamp claim is the user's current stamp. A token without one was
+/// issued by simplejwt before the move from Django: it is honoured while the user still has
+/// the stamp `import-django` gave them under their Django id (a password change or "log out
+/// everywhere" since replaces it, and ends those tokens as it ends ours).
+pub fn stamp_matches(claim: Option<&str>, stamp: &str) -> bool {
+    match claim {
+        Some(c) => crypto::constant_time_eq(c.as_bytes(), stamp_claim(stamp).as_bytes()),
+        None => stamp.starts_with(super::users::IMPORTED_STAMP_PREFIX),
+    }
+}
