@@ -6,8 +6,6 @@ use poem::{
     listener::{Acceptor, Listener, TcpListener},
 };
 
-use sea_orm::DbErr;
-
 use crate::{
     app::build_app,
     config::Settings,
@@ -18,10 +16,8 @@ use crate::{
 /// Why the server could not start, or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot open the database: {0}")]
-    Open(DbErr),
-    #[error("cannot migrate the database: {0}")]
-    Migrate(DbErr),
+    #[error(transparent)]
+    Open(#[from] store::OpenError),
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("cannot listen on {addr}{what}: {source}")]
@@ -33,8 +29,7 @@ pub enum ServeError {
 }
 
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
-    let db = store::connect(&settings.database).await.map_err(ServeError::Open)?;
-    store::migrate(&db).await.map_err(ServeError::Migrate)?;
+    let db = store::open(&settings.database).await?;
     let bind = settings.server.bind;
     let drain = Duration::from_secs(settings.server.shutdown_timeout);
     let state = AppState::new(db.clone(), settings).await?;
@@ -59,7 +54,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         task.abort();
     }
     state_events_flush.flush().await;
-    db.close().await.map_err(ServeError::Open)?;
+    db.close().await.map_err(|e| ServeError::Open(store::OpenError::Connect(e)))?;
     tracing::info!("stopped");
     Ok(())
 }

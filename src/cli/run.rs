@@ -1,8 +1,6 @@
 //! Dispatch: open the database, build the state, run one command, flush the audit trail.
 use std::{io::IsTerminal, path::PathBuf};
 
-use sea_orm::{DatabaseConnection, DbErr};
-
 use super::{Command, accounts, maintenance};
 use crate::{
     config::Settings,
@@ -16,10 +14,8 @@ use crate::{
 /// What a command prints on stderr before exiting 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("cannot open the database: {0}")]
-    Open(DbErr),
-    #[error("cannot migrate the database: {0}")]
-    Migrate(DbErr),
+    #[error(transparent)]
+    Open(#[from] store::OpenError),
     #[error(transparent)]
     Start(#[from] StartError),
     #[error(transparent)]
@@ -46,24 +42,24 @@ pub async fn run(command: Command, settings: Settings) -> Result<(), CliError> {
     match command {
         Command::Serve { .. } => Ok(crate::server::serve(settings).await?),
         Command::Migrate => {
-            let db = open(&settings).await?;
+            let db = store::open(&settings.database).await?;
             println!("Migrations applied.");
-            db.close().await.map_err(CliError::Open)
+            db.close().await.map_err(|e| store::OpenError::Connect(e).into())
         }
         Command::Openapi => {
             // The spec needs no data: a private in-memory database (one connection, or each
             // would see its own empty database).
             let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
             opts.sqlx_logging(false).max_connections(1);
-            let db = sea_orm::Database::connect(opts).await.map_err(CliError::Open)?;
-            store::migrate(&db).await.map_err(CliError::Migrate)?;
+            let db = sea_orm::Database::connect(opts).await.map_err(store::OpenError::Connect)?;
+            store::migrate(&db).await.map_err(store::OpenError::Migrate)?;
             let state = AppState::new(db, settings).await?;
             // No newline: `portcullis openapi > openapi/openapi.json` must equal what is served.
             print!("{}", crate::app::spec_json(&state));
             Ok(())
         }
         command => {
-            let state = AppState::new(open(&settings).await?, settings).await?;
+            let state = AppState::new(store::open(&settings.database).await?, settings).await?;
             let result = dispatch(&state, command).await;
             // The audit trail is written in the background: finish before exiting.
             state.events.flush().await;
@@ -123,10 +119,4 @@ fn secret_key(key: Option<String>, file: Option<PathBuf>) -> Result<Option<Strin
         ),
         (None, None) => None,
     })
-}
-
-async fn open(settings: &Settings) -> Result<DatabaseConnection, CliError> {
-    let db = store::connect(&settings.database).await.map_err(CliError::Open)?;
-    store::migrate(&db).await.map_err(CliError::Migrate)?;
-    Ok(db)
 }

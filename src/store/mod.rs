@@ -54,6 +54,22 @@ fn is_identifier(s: &str) -> bool {
 /// constant ("portcullis" folded into an i64).
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7092907289375245683)";
 
+/// Why the database could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the database: {0}")]
+    Connect(DbErr),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(DbErr),
+}
+
+/// Connects and applies pending migrations: what `serve` and every command start with.
+pub async fn open(settings: &config::Database) -> Result<DatabaseConnection, OpenError> {
+    let db = connect(settings).await.map_err(OpenError::Connect)?;
+    migrate(&db).await.map_err(OpenError::Migrate)?;
+    Ok(db)
+}
+
 /// Applies pending migrations. On PostgreSQL, instances starting at the same moment
 /// serialise on an advisory lock held by the migrating transaction, so each migration runs
 /// exactly once; SQLite's own write lock does the same for one file.
