@@ -128,7 +128,9 @@ fn reason(creds: &Credentials, settings: &CsrfSettings<'_>) -> Result<(), String
 }
 
 /// Django's `_origin_verified`: our own origin, an exact trusted origin, or a trusted
-/// `scheme://*.domain` wildcard.
+/// `scheme://*.domain` wildcard, matched as Django does (same scheme, `is_same_domain` on
+/// the netloc, port included: `https://*.example.com` covers `https://a.example.com` and
+/// `https://example.com`, not `https://a.example.com:8443` nor `https://evilexample.com`).
 pub fn origin_verified(creds: &Credentials, origin: &str, trusted: &[String]) -> bool {
     let scheme = if creds.secure { "https" } else { "http" };
     if let Some(host) = &creds.host
@@ -136,14 +138,30 @@ pub fn origin_verified(creds: &Credentials, origin: &str, trusted: &[String]) ->
     {
         return true;
     }
-    if trusted.iter().any(|t| t == origin) {
+    if trusted.iter().any(|t| !t.contains('*') && t == origin) {
         return true;
     }
-    let Ok(parsed) = Url::parse(origin) else { return false };
-    let Some(host) = parsed.host_str() else { return false };
-    trusted.iter().filter_map(|t| t.split_once("://*")).any(|(t_scheme, domain)| {
-        t_scheme == parsed.scheme() && (host.ends_with(domain) || format!(".{host}") == domain)
+    let Some((scheme, netloc)) = split(origin) else { return false };
+    trusted.iter().filter(|t| t.contains('*')).filter_map(|t| split(t)).any(|(t_scheme, t_netloc)| {
+        t_scheme.eq_ignore_ascii_case(scheme) && is_same_domain(netloc, t_netloc.trim_start_matches('*'))
     })
+}
+
+/// Python's `urlsplit(url)[:2]`: the scheme and the netloc (host and port as written).
+fn split(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    Some((scheme, rest.split(['/', '?', '#']).next().unwrap_or_default()))
+}
+
+/// Django's `is_same_domain`: a pattern starting with "." matches the domain and every
+/// subdomain; any other pattern matches exactly.
+fn is_same_domain(host: &str, pattern: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_prefix('.') {
+        _ if pattern.is_empty() => false,
+        Some(domain) => host.ends_with(&pattern) || host == domain,
+        None => host == pattern,
+    }
 }
 
 /// Django's strict Referer check for HTTPS requests without an Origin.
@@ -153,18 +171,15 @@ fn check_referer(creds: &Credentials, trusted: &[String]) -> Result<(), String> 
     if parsed.scheme() != "https" {
         return Err("Referer checking failed - Referer is insecure while host is secure.".into());
     }
-    let referer_host = match (parsed.host_str(), parsed.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_owned(),
+    let referer_host = match split(referer) {
+        Some((_, netloc)) if parsed.host_str().is_some() => netloc,
         _ => return Err("Referer checking failed - Referer is malformed.".into()),
     };
-    let ours = creds.host.as_deref() == Some(referer_host.as_str());
-    let trusted_host = trusted.iter().filter_map(|t| Url::parse(t).ok()).any(|t| {
-        t.host_str().is_some_and(|h| match t.port() {
-            Some(p) => format!("{h}:{p}") == referer_host,
-            None => h == referer_host,
-        })
-    });
+    let ours = creds.host.as_deref().is_some_and(|host| is_same_domain(referer_host, host));
+    let trusted_host = trusted
+        .iter()
+        .filter_map(|t| split(t))
+        .any(|(_, netloc)| is_same_domain(referer_host, netloc.trim_start_matches('*')));
     if ours || trusted_host {
         Ok(())
     } else {
@@ -175,6 +190,20 @@ fn check_referer(creds: &Credentials, trusted: &[String]) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_origins_match_as_djangos() {
+        let creds = Credentials { host: Some("api.example.com".into()), ..Credentials::default() };
+        let trusted = ["https://*.corp.test".to_owned(), "https://*example.com".into(), "http://app.test:8080".into()];
+        let ok = |origin| origin_verified(&creds, origin, &trusted);
+        assert!(ok("http://api.example.com"), "our own origin");
+        assert!(ok("https://x.corp.test") && ok("https://a.b.corp.test") && ok("https://corp.test"));
+        assert!(!ok("https://x.corp.test:8443"), "the port is part of the netloc");
+        assert!(!ok("http://x.corp.test"), "the scheme must match");
+        assert!(!ok("https://evilcorp.test"));
+        assert!(ok("https://example.com") && !ok("https://evilexample.com") && !ok("https://a.example.com"));
+        assert!(ok("http://app.test:8080") && !ok("http://app.test"));
+    }
 
     #[test]
     fn masking_round_trips_and_differs_each_time() {

@@ -82,13 +82,15 @@ pub fn validate_password(password: &str, user: &UserAttributes<'_>) -> Vec<Strin
 /// Mirrors DRF's `CharField` pipeline for `User.username`: the raw value is trimmed
 /// (`trim_whitespace=True`, Python `str.strip()`), an all-whitespace/empty value yields only
 /// "This field may not be blank.", then ALL validators run in DRF's order and their messages
-/// are collected: `UnicodeUsernameValidator`, `MaxLengthValidator(150)` (code points of the
-/// *trimmed, not yet normalized* value), `ProhibitNullCharactersValidator`. (DRF's surrogate
-/// check cannot fire on a Rust `&str`; the DB-backed uniqueness check is the caller's job.)
+/// are collected: `UnicodeUsernameValidator`, `MaxLengthValidator(150)`,
+/// `ProhibitNullCharactersValidator`. (DRF's surrogate check cannot fire on a Rust `&str`;
+/// the DB-backed uniqueness check is the caller's job.)
 ///
-/// On success returns the NFKC form (`AbstractBaseUser.normalize_username`). As in Django, the
-/// checks apply to the value *before* normalization, so NFKC may lengthen it (e.g. U+FDFA) or
-/// produce characters the regex would reject (e.g. '½' -> "1⁄2").
+/// On success returns the NFKC form (`AbstractBaseUser.normalize_username`). The characters
+/// are checked before normalization, as DRF does ('½' passes and is stored as "1⁄2"); the
+/// length after it too, as Django's `UsernameField` does: NFKC can lengthen a name (U+FDFA
+/// becomes 18 characters), and what is stored must fit the 150-character column (DRF
+/// checks the raw value only, and PostgreSQL then refuses the row with a 500).
 ///
 /// # Errors
 ///
@@ -98,18 +100,19 @@ pub fn validate_username(raw: &str) -> Result<String, Vec<String>> {
     if value.is_empty() {
         return Err(vec![MSG_BLANK.to_owned()]);
     }
+    let normalized: String = value.nfkc().collect();
     let mut errors = Vec::new();
     // `^[\w.@+-]+\Z`: non-empty is already guaranteed above.
     if !value.chars().all(|c| is_py_word_char(c) || ".@+-".contains(c)) {
         errors.push(MSG_USERNAME_INVALID.to_owned());
     }
-    if value.chars().count() > USERNAME_MAX_LENGTH {
+    if value.chars().count().max(normalized.chars().count()) > USERNAME_MAX_LENGTH {
         errors.push(format!("Ensure this field has no more than {USERNAME_MAX_LENGTH} characters."));
     }
     if value.contains('\0') {
         errors.push(MSG_NULL.to_owned());
     }
-    if errors.is_empty() { Ok(value.nfkc().collect()) } else { Err(errors) }
+    if errors.is_empty() { Ok(normalized) } else { Err(errors) }
 }
 
 /// `MinimumLengthValidator.get_error_message()`; English `ngettext` uses the singular only for 1.
@@ -435,10 +438,12 @@ mod tests {
         assert_eq!(validate_username(&format!(" {a150}\n")), Ok(a150.clone()));
         assert_eq!(validate_username(&format!("{a150}a")), Err(vec![MAX_150.to_owned()]));
         let both = vec![MSG_USERNAME_INVALID.to_owned(), MAX_150.to_owned()];
-        assert_eq!(validate_username(&"a b".repeat(60)), Err(both));
-        // Length is checked before NFKC: 10 x U+FDFA (18 chars each after NFKC) passes.
-        let expanded = validate_username(&"\u{fdfa}".repeat(10)).map(|s| s.chars().count());
-        assert_eq!(expanded, Ok(180));
+        assert_eq!(validate_username(&"a b".repeat(60)), Err(both.clone()));
+        // The length counts after NFKC too: U+FDFA becomes 18 characters, U+FB03 "ffi".
+        assert_eq!(validate_username(&"\u{fdfa}".repeat(9)), Err(vec![MAX_150.to_owned()]));
+        assert_eq!(validate_username(&"\u{fdfa}".repeat(8)).map(|s| s.chars().count()), Ok(144));
+        assert_eq!(validate_username(&"\u{fb03}".repeat(50)).map(|s| s.len()), Ok(150));
+        assert_eq!(validate_username(&"\u{fb03}".repeat(51)), Err(vec![MAX_150.to_owned()]));
         assert_eq!(validate_username("Ｊｏｈｎ"), Ok("John".to_owned()));
     }
 }

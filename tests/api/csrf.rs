@@ -87,7 +87,8 @@ async fn the_secret_a_masked_token_or_a_form_field_passes() {
 #[tokio::test]
 async fn trusted_origins_are_accepted() {
     let app = TestApp::with(|s| {
-        s.csrf.trusted_origins = vec!["https://app.example.com".into(), "https://*.example.org".into()]
+        s.csrf.trusted_origins =
+            vec!["https://app.example.com".into(), "https://*.example.org".into(), "https://*corp.test".into()]
     })
     .await;
     let browser = app.browser("john").await;
@@ -102,6 +103,11 @@ async fn trusted_origins_are_accepted() {
         ("https://a.example.org", true),
         ("http://a.example.org", false),
         ("https://example.com", false),
+        // As Django's CSRF_TRUSTED_ORIGINS: the port counts, and "*" only ever means "*.".
+        ("https://a.example.org:8443", false),
+        ("https://evilexample.org", false),
+        ("https://corp.test", true),
+        ("https://evilcorp.test", false),
     ] {
         let status = post_with(&browser, &[("x-csrftoken", &secret), ("origin", origin)]).await.0;
         assert_eq!(status == StatusCode::OK, ok, "{origin}");

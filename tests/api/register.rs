@@ -130,6 +130,24 @@ async fn usernames_follow_djangos_rules() {
 }
 
 #[tokio::test]
+async fn username_rules_apply_after_normalisation_so_nothing_overflows_the_column() {
+    let app = TestApp::new().await;
+    let too_long = json!({"username": ["Ensure this field has no more than 150 characters."]});
+    // U+FB03 is "ffi" under NFKC: 51 of them are 153 characters once stored.
+    let res = app.register(&"\u{fb03}".repeat(51)).await;
+    assert_eq!((res.status, &res.body), (StatusCode::BAD_REQUEST, &too_long));
+    let res = app.register(&"\u{fb03}".repeat(50)).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(stored(&app, &"ffi".repeat(50)).await.unwrap().username.chars().count(), 150);
+    // U+FDFA becomes 18 characters with spaces: refused (on PostgreSQL this was a 500).
+    for name in ["\u{fdfa}".repeat(9), "\u{fdfa}".repeat(150)] {
+        let res = app.register(&name).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    }
+    assert_eq!(user::Entity::find().count(&app.state.db).await.unwrap(), 1);
+}
+
+#[tokio::test]
 async fn passwords_go_through_djangos_four_validators() {
     let app = TestApp::new().await;
     let cases = [
