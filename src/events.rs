@@ -192,6 +192,12 @@ impl Events {
         });
     }
 
+    /// Counts an event in the metrics without recording it (a repeat the audit trail has
+    /// already seen within its window).
+    pub fn count_only(&self, kind: EventKind, ctx: &EventContext) {
+        self.count(kind, ctx);
+    }
+
     fn count(&self, kind: EventKind, ctx: &EventContext) {
         let m = &self.metrics;
         m.security_events.get_or_create(&EventLabels { event: kind.as_str() }).inc();

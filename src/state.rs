@@ -18,7 +18,12 @@ use crate::{
     net::TrustedProxies,
     password::{HashError, Passwords},
     permissions::Permission,
-    service::{accounts::Accounts, jwt::Jwt, throttles::RequestThrottles},
+    service::{
+        accounts::{Accounts, Parts},
+        devices::Devices,
+        jwt::Jwt,
+        throttles::RequestThrottles,
+    },
     throttle::{LoginThrottle, RedisStore, Store},
 };
 
@@ -31,6 +36,10 @@ pub enum StartError {
     Passwords(#[from] HashError),
     #[error("invalid throttle.redis_url: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("cannot load the device cookie key: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("the device cookie key is unusable")]
+    DeviceKey,
 }
 
 #[derive(Clone)]
@@ -65,8 +74,17 @@ impl AppState {
         let passwords = Passwords::new(&settings.password, Arc::clone(&metrics))?;
         let jwt = Arc::new(Jwt::load(&settings.jwt, &db).await?);
         let throttle = Arc::new(login_throttle(&settings, &db)?);
-        let accounts =
-            Accounts::new(db.clone(), passwords.clone(), throttle, events.clone(), Arc::clone(&jwt), &settings);
+        let device_key = crate::store::shared_secret(&db, Devices::SECRET_NAME).await?;
+        let devices = Devices::new(&device_key).ok_or(StartError::DeviceKey)?;
+        let parts = Parts {
+            db: db.clone(),
+            passwords: passwords.clone(),
+            throttle,
+            devices,
+            events: events.clone(),
+            jwt: Arc::clone(&jwt),
+        };
+        let accounts = Accounts::new(parts, &settings);
         Ok(Self {
             throttles: RequestThrottles::new(&settings.throttle, events.clone()),
             default_permission: match settings.auth.default_permission {

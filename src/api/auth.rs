@@ -113,6 +113,7 @@ async fn collect(req: &mut Request, state: &AppState) -> Result<Credentials, Api
             creds.cookies.insert(name.clone(), cookie.value_str().to_owned());
         }
     }
+    creds.device = req.cookie().get(&settings.throttle.device_cookie_name).map(|c| c.value_str().to_owned());
     let is_form = req.content_type().is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
     if !creds.is_safe_method() && is_form && creds.cookies.contains_key(&settings.session.cookie_name) {
         creds.csrf_form = read_form_token(req, settings.server.max_body_bytes).await?;

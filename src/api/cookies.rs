@@ -58,6 +58,18 @@ pub fn csrf(secret: &str, settings: &Settings) -> Cookie {
     cookie
 }
 
+/// The device cookie (`service::devices`): HttpOnly, SameSite=Lax, Secure like the session
+/// cookie, `throttle.device_cookie_age` long.
+pub fn device(value: &str, settings: &Settings) -> Cookie {
+    let mut cookie = Cookie::new_with_str(&settings.throttle.device_cookie_name, value);
+    cookie.set_http_only(true);
+    cookie.set_path("/");
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_secure(settings.session.cookie_secure);
+    set_lifetime(&mut cookie, settings.throttle.device_cookie_age);
+    cookie
+}
+
 /// Django's `delete_cookie`: empty value, Max-Age=0, expired in 1970, Path=/.
 pub fn removal(name: &str, settings: &Settings) -> Cookie {
     let mut cookie = Cookie::new_with_str(name, "");

@@ -15,7 +15,7 @@ use crate::{
     authn::{Identity, csrf},
     error::{ApiError, jwt_error},
     service::{
-        accounts::{LoginError, LogoutError, PasswordChangeError},
+        accounts::{LoginError, LogoutError, PasswordChangeError, WithDevice},
         sessions, users,
     },
     state::AppState,
@@ -145,7 +145,12 @@ impl SessionApi {
         }
         let presented = caller.identity.as_deref();
         let key = match state.accounts.log_in(&username, &password, presented, &caller.origin()).await {
-            Ok(key) => key,
+            Ok(WithDevice { value: key, device }) => {
+                if let Some(device) = device {
+                    jar.add(cookies::device(&device, &state.settings));
+                }
+                key
+            }
             Err(LoginError::Invalid) => return Err(invalid_credentials()),
             Err(LoginError::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
             Err(LoginError::Service(e)) => return Err(e.into()),

@@ -4,15 +4,21 @@ use poem::http::StatusCode;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
 use serde_json::{Value, json};
 
+use poem::web::cookie::CookieJar;
+
 use super::{
     ApiTags, Deleted,
     body::DrfBody,
     caller::{Authed, MaybeAuthed},
+    cookies,
     fields::{Char, Fields},
 };
 use crate::{
     error::{ApiError, BEARER_CHALLENGE, jwt_error},
-    service::{accounts::LoginError, tokens},
+    service::{
+        accounts::{LoginError, WithDevice},
+        tokens,
+    },
     state::AppState,
 };
 
@@ -144,6 +150,16 @@ pub enum EmptyResponse {
     Ok(Json<Empty>),
 }
 
+impl TokenApi {
+    /// Sets the device cookie a login earned, if any; the answer itself.
+    fn with_device<T>(&self, jar: &CookieJar, answer: WithDevice<T>) -> T {
+        if let Some(device) = answer.device {
+            jar.add(cookies::device(&device, &self.state.settings));
+        }
+        answer.value
+    }
+}
+
 /// Username and password from a credential endpoint's body (DRF's serializer fields).
 fn credentials(data: &Value) -> Result<(String, String), ApiError> {
     let mut fields = Fields::new(data)?;
@@ -172,6 +188,7 @@ impl TokenApi {
     async fn obtain_token(
         &self,
         caller: MaybeAuthed,
+        jar: &CookieJar,
         body: DrfBody<TokenRequest>,
     ) -> Result<Json<TokenBody>, ApiError> {
         let (username, password) = credentials(&body.data)?;
@@ -182,7 +199,7 @@ impl TokenApi {
                 crate::service::FieldErrors::single("non_field_errors", "Unable to log in with provided credentials.");
             login_error(e, ApiError::Validation(refused))
         })?;
-        Ok(Json(TokenBody { token: key }))
+        Ok(Json(TokenBody { token: self.with_device(jar, key) }))
     }
 
     /// List my tokens
@@ -218,7 +235,12 @@ impl TokenApi {
 
     /// Obtain a JWT pair (simplejwt's `TokenObtainPairView`)
     #[oai(path = "/api/token/", method = "post", operation_id = "jwt_obtain", tag = "ApiTags::Jwt")]
-    async fn jwt_obtain(&self, caller: MaybeAuthed, body: DrfBody<PairRequest>) -> Result<Json<PairBody>, ApiError> {
+    async fn jwt_obtain(
+        &self,
+        caller: MaybeAuthed,
+        jar: &CookieJar,
+        body: DrfBody<PairRequest>,
+    ) -> Result<Json<PairBody>, ApiError> {
         let (username, password) = credentials(&body.data)?;
         let pair = self.state.accounts.obtain_jwt(&username, &password, &caller.origin()).await.map_err(|e| {
             let refused = ApiError::Body {
@@ -228,6 +250,7 @@ impl TokenApi {
             };
             login_error(e, refused)
         })?;
+        let pair = self.with_device(jar, pair);
         Ok(Json(PairBody { refresh: pair.refresh, access: pair.access }))
     }
 

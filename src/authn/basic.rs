@@ -57,8 +57,9 @@ impl Authenticator for BasicAuthenticator {
             return failed("Invalid basic header. Credentials not correctly base64 encoded.");
         };
         match self.accounts.authenticate(&username, &password, &creds.origin()).await {
-            Ok(user) => Outcome::Authenticated(Arc::new(Identity {
-                user: Arc::new(user),
+            // A Basic client sends its password on every request: no device cookie for it.
+            Ok(checked) => Outcome::Authenticated(Arc::new(Identity {
+                user: Arc::new(checked.value),
                 method: Method::Basic,
                 credential: Credential::Basic,
             })),

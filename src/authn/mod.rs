@@ -57,6 +57,8 @@ pub struct Credentials {
     pub csrf_form: Option<String>,
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// The device cookie (`throttle.device_cookie_name`), for password checks.
+    pub device: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -81,7 +83,12 @@ impl Credentials {
 
     /// Where the request comes from, for the audit trail and session records.
     pub fn origin(&self) -> Origin {
-        Origin { ip: self.client_ip, user_agent: self.user_agent.clone(), via: None }
+        Origin {
+            ip: self.client_ip,
+            user_agent: self.user_agent.clone(),
+            via: None,
+            device: self.device.clone().map(crate::config::Secret::new),
+        }
     }
 
     /// The `Authorization` header split as DRF does (`get_authorization_header().split()`).

@@ -163,6 +163,8 @@ pub struct Throttle {
     pub anon: Option<Rate>,
     #[serde(deserialize_with = "values::optional_rate")]
     pub user: Option<Rate>,
+    pub device_cookie_name: String,
+    pub device_cookie_age: u64,
 }
 
 impl Throttle {
@@ -279,9 +281,11 @@ impl Settings {
                 "\"None\" needs session.cookie_secure = true (browsers drop the cookie otherwise)",
             ));
         }
-        for (key, name) in
-            [("session.cookie_name", &self.session.cookie_name), ("csrf.cookie_name", &self.csrf.cookie_name)]
-        {
+        for (key, name) in [
+            ("session.cookie_name", &self.session.cookie_name),
+            ("csrf.cookie_name", &self.csrf.cookie_name),
+            ("throttle.device_cookie_name", &self.throttle.device_cookie_name),
+        ] {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
                 return Err(invalid(key, format!("{name:?} is not a valid cookie name")));
             }

@@ -6,6 +6,7 @@ use std::{net::IpAddr, sync::Arc};
 use chrono::{DateTime, Utc};
 
 pub use crate::config::AuthScheme as Method;
+use crate::config::Secret;
 use crate::{events::EventContext, store::user};
 
 /// The session behind a request, as APIs may show it.
@@ -60,6 +61,8 @@ pub struct Origin {
     pub user_agent: Option<String>,
     /// `Some("cli")` for the command line; `None` over HTTP.
     pub via: Option<&'static str>,
+    /// The device cookie the client presented (`service::devices`); never logged.
+    pub device: Option<Secret>,
 }
 
 impl Origin {

@@ -4,6 +4,7 @@
 //! are the data those use cases work on (users, sessions, tokens, JWTs, permissions).
 pub mod accounts;
 pub mod audit_log;
+pub mod devices;
 pub mod identity;
 pub mod jwt;
 pub mod permissions;

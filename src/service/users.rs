@@ -1,5 +1,4 @@
 //! Creating users and changing passwords, with Django's validation and messages.
-use std::net::IpAddr;
 
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
@@ -12,7 +11,6 @@ use crate::{
         validators::{UserAttributes, validate_password, validate_username},
     },
     store::{self, user},
-    throttle::LoginThrottle,
 };
 
 pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
@@ -160,31 +158,27 @@ pub async fn set_password(
     Ok(active.update(db).await?)
 }
 
-/// Why a username/password pair was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Wrong password, unknown user or inactive user: one answer for all three.
-    Invalid,
-    /// Too many failures for this username or client; retry after this many seconds.
-    Throttled(u64),
+/// What a password check found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checked {
+    Valid(Box<user::Model>),
+    /// Wrong password, unknown user or inactive user: one answer for all three. `known`
+    /// (whether the username exists) is for the audit trail, never for the client.
+    Invalid {
+        known: bool,
+    },
 }
 
-/// Django's `authenticate()` with ModelBackend, hardened: failures are counted per
-/// username and per client IP (and refused while over the limit, even with the right
-/// password); an unknown user costs one dummy hash so the timing tells nothing; inactive
-/// users are refused like a wrong password; a correct password under an outdated hash is
-/// rehashed now (Django's `must_update`).
-pub async fn check_credentials(
+/// Django's `authenticate()` with ModelBackend, hardened: an unknown user costs one dummy
+/// hash so the timing tells nothing; inactive users are refused like a wrong password; a
+/// correct password under an outdated hash is rehashed now (Django's `must_update`).
+/// Throttling is the caller's (`accounts`), around this.
+pub async fn check_password(
     db: &impl ConnectionTrait,
     passwords: &Passwords,
-    throttle: &LoginThrottle,
     username: &str,
     password: &str,
-    ip: Option<IpAddr>,
-) -> Result<Result<user::Model, Refusal>, ServiceError> {
-    if let Err(wait) = throttle.check(username, ip).await.map_err(|e| ServiceError::Unavailable(e.to_string()))? {
-        return Ok(Err(Refusal::Throttled(wait)));
-    }
+) -> Result<Checked, ServiceError> {
     let account = find_by_username(db, username).await?;
     let verdict = passwords.verify(password.to_owned(), account.as_ref().map(|a| a.password.clone())).await?;
     match (account, verdict) {
@@ -193,14 +187,11 @@ pub async fn check_credentials(
                 let hash = passwords.hash(password.to_owned()).await?;
                 let mut active: user::ActiveModel = account.clone().into();
                 active.password = Set(hash);
-                return Ok(Ok(active.update(db).await?));
+                return Ok(Checked::Valid(Box::new(active.update(db).await?)));
             }
-            Ok(Ok(account))
+            Ok(Checked::Valid(Box::new(account)))
         }
-        _ => {
-            throttle.failed(username, ip).await.map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-            Ok(Err(Refusal::Invalid))
-        }
+        (account, _) => Ok(Checked::Invalid { known: account.is_some() }),
     }
 }
 

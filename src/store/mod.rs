@@ -54,6 +54,23 @@ fn is_identifier(s: &str) -> bool {
 /// constant ("portcullis" folded into an i64).
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7092907289375245683)";
 
+/// A server secret by name (32 random bytes, hex): made once by whichever instance asks
+/// first (an insert that does nothing on conflict), then read by all. Never logged.
+pub async fn shared_secret(db: &impl ConnectionTrait, name: &str) -> Result<String, DbErr> {
+    use sea_orm::{EntityTrait, Set, sea_query::OnConflict};
+    let row = jwt::secret::ActiveModel {
+        name: Set(name.to_owned()),
+        value: Set(crate::crypto::random_hex(32)),
+        created_at: Set(chrono::Utc::now()),
+    };
+    jwt::secret::Entity::insert(row)
+        .on_conflict(OnConflict::column(jwt::secret::Column::Name).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+    let found = jwt::secret::Entity::find_by_id(name.to_owned()).one(db).await?;
+    found.map(|s| s.value).ok_or_else(|| DbErr::RecordNotFound(name.to_owned()))
+}
+
 /// Why the database could not be made ready.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {

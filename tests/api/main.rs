@@ -3,6 +3,7 @@
 //! schema; otherwise in a fresh SQLite file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod attack;
 mod binary;
 mod chain;
 mod csrf;

@@ -69,9 +69,13 @@ async fn every_security_event_lands_in_the_audit_trail_without_secrets() {
     john.post_csrf("/password/change/", json!({"old_password": STRONG, "new_password": "n3w-passw0rd-here"})).await;
     secrets.push(john.cookie("sessionid").unwrap());
     john.post_csrf("/logoutall/", json!({})).await;
+    app.register("victim").await;
     for _ in 0..6 {
         app.post_json("/login/", &json!({"username": "victim", "password": "guess-guess"})).await;
     }
+    // A password typed into the username field is not kept in the trail.
+    app.post_json("/login/", &json!({"username": "Pa55word-typed-here", "password": "x"})).await;
+    secrets.push(john.cookie("portcullis_device").unwrap());
 
     let admin = staff_browser(&app, "admin").await;
     let events = audit(&admin, &app, "").await;
@@ -106,6 +110,10 @@ async fn every_security_event_lands_in_the_audit_trail_without_secrets() {
     assert!(reuse["detail"]["family"].is_string() && reuse["detail"]["revoked"].as_u64().unwrap() >= 2);
     let revoked = find(&events, "session_revoked").into_iter().find(|e| e["credential"] == json!(phone_id));
     assert!(revoked.is_some(), "the session's public id is the credential");
+    let mistyped = find(&events, "login_failed").into_iter().find(|e| e["detail"]["username_known"] == json!(false));
+    let mistyped = mistyped.expect("a failed login at an unknown name");
+    assert_eq!(mistyped["username"], json!(null));
+    assert!(!serde_json::to_string(&events).unwrap().contains("Pa55word-typed-here"));
     let throttled = find(&events, "throttled")[0];
     assert_eq!(
         (throttled["username"].as_str(), throttled["detail"]["scope"].as_str()),

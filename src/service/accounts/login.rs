@@ -2,7 +2,7 @@
 //! and Basic authentication, and what each issues after it.
 use serde_json::json;
 
-use super::{Accounts, LoginError};
+use super::{Accounts, LoginError, WithDevice};
 use crate::{
     events::{EventContext, EventKind},
     service::{
@@ -10,41 +10,39 @@ use crate::{
         identity::{Identity, Origin},
         jwt::Pair,
         sessions, tokens,
-        users::{self, Refusal},
+        users::{self, Checked},
     },
     store::user,
+    throttle::Bucket,
 };
 
 impl Accounts {
-    /// Django's `authenticate()`, hardened (see `users::check_credentials`): throttled per
-    /// username and client IP, one answer and one timing for wrong password, unknown and
-    /// inactive user. A refusal is a security event.
+    /// Django's `authenticate()`, hardened (see `users::check_password`): one answer and one
+    /// timing for wrong password, unknown and inactive user; failures throttled per client IP
+    /// and per username — or, for a client holding a device cookie of that user, per device
+    /// (`service::devices`). A refusal is a security event.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &str,
         origin: &Origin,
-    ) -> Result<user::Model, LoginError> {
-        let checked =
-            users::check_credentials(&self.db, &self.passwords, &self.throttle, username, password, origin.ip).await?;
-        match checked {
-            Ok(user) => Ok(user),
-            Err(Refusal::Invalid) => {
-                let ctx = EventContext { username: Some(username.to_owned()), ..origin.event(None, None) };
+    ) -> Result<WithDevice<user::Model>, LoginError> {
+        let device = origin.device.as_ref().and_then(|cookie| self.devices.verify(cookie.expose(), username));
+        let bucket = device.map_or(Bucket::Username(username), Bucket::Device);
+        match self.check_password(bucket, username, password, origin).await? {
+            Checked::Valid(user) => {
+                let device = device.is_none().then(|| self.devices.issue(username));
+                Ok(WithDevice { value: *user, device })
+            }
+            Checked::Invalid { known } => {
+                let ctx = match known {
+                    true => EventContext { username: Some(username.to_owned()), ..origin.event(None, None) },
+                    false => origin.event(None, None).with_detail(json!({"username_known": false})),
+                };
                 self.emit_with(EventKind::LoginFailed, ctx).await;
                 Err(LoginError::Invalid)
             }
-            Err(Refusal::Throttled(wait)) => {
-                self.throttled(username, wait, origin).await;
-                Err(LoginError::Throttled(wait))
-            }
         }
-    }
-
-    pub(super) async fn throttled(&self, username: &str, wait: u64, origin: &Origin) {
-        let ctx = EventContext { username: Some(username.to_owned()), ..origin.event(None, None) }
-            .with_detail(json!({"scope": "login", "retry_after": wait}));
-        self.emit_with(EventKind::Throttled, ctx).await;
     }
 
     /// `POST /login/`: checks the password and opens a session; returns the new cookie value.
@@ -56,8 +54,8 @@ impl Accounts {
         password: &str,
         presented: Option<&Identity>,
         origin: &Origin,
-    ) -> Result<String, LoginError> {
-        let user = self.authenticate(username, password, origin).await?;
+    ) -> Result<WithDevice<String>, LoginError> {
+        let WithDevice { value: user, device } = self.authenticate(username, password, origin).await?;
         let key = match presented.and_then(|i| i.session().map(|s| (i, s))) {
             Some((identity, session)) if identity.user.id == user.id => {
                 sessions::cycle_key(&self.db, session.id, Some(&user.security_stamp), self.session_age)
@@ -75,7 +73,7 @@ impl Accounts {
         };
         users::record_login(&self.db, user.id).await?;
         self.emit(EventKind::LoginSucceeded, origin, Some(&user), None).await;
-        Ok(key)
+        Ok(WithDevice { value: key, device })
     }
 
     /// `POST /api-token-auth/`: checks the password and issues a new token named `name`.
@@ -85,9 +83,9 @@ impl Accounts {
         password: &str,
         name: &str,
         origin: &Origin,
-    ) -> Result<String, LoginError> {
-        let user = self.authenticate(username, password, origin).await?;
-        Ok(self.create_token(&user, name, origin).await?)
+    ) -> Result<WithDevice<String>, LoginError> {
+        let WithDevice { value: user, device } = self.authenticate(username, password, origin).await?;
+        Ok(WithDevice { value: self.create_token(&user, name, origin).await?, device })
     }
 
     /// A new token for `user` (after a login, or `drf_create_token`); the key, shown once.
@@ -98,10 +96,15 @@ impl Accounts {
     }
 
     /// `POST /api/token/`: checks the password and issues a JWT pair in a new family.
-    pub async fn obtain_jwt(&self, username: &str, password: &str, origin: &Origin) -> Result<Pair, LoginError> {
-        let user = self.authenticate(username, password, origin).await?;
+    pub async fn obtain_jwt(
+        &self,
+        username: &str,
+        password: &str,
+        origin: &Origin,
+    ) -> Result<WithDevice<Pair>, LoginError> {
+        let WithDevice { value: user, device } = self.authenticate(username, password, origin).await?;
         let pair = self.jwt.obtain(&self.db, &user).await.map_err(ServiceError::from)?;
         self.emit(EventKind::JwtIssued, origin, Some(&user), Some(pair.refresh_jti.clone())).await;
-        Ok(pair)
+        Ok(WithDevice { value: pair, device })
     }
 }

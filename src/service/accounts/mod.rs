@@ -13,13 +13,20 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 pub use self::{logout::LogoutError, password::PasswordChangeError};
-use super::{ServiceError, identity::Origin, jwt::Jwt, users};
+use super::{
+    ServiceError,
+    devices::Devices,
+    identity::Origin,
+    jwt::Jwt,
+    throttles::{Repeats, record_throttled},
+    users::{self, Checked},
+};
 use crate::{
     config::Settings,
     events::{EventContext, EventKind, Events},
     password::Passwords,
     store::user,
-    throttle::LoginThrottle,
+    throttle::{Bucket, LoginThrottle},
 };
 
 /// Everything the use cases work with. Cheap to clone.
@@ -28,10 +35,31 @@ pub struct Accounts {
     db: DatabaseConnection,
     passwords: Passwords,
     throttle: Arc<LoginThrottle>,
+    /// Throttled logins already in the audit trail this window.
+    repeats: Arc<Repeats>,
+    devices: Arc<Devices>,
     events: Events,
     jwt: Arc<Jwt>,
     session_age: chrono::Duration,
     token_ttl: u64,
+}
+
+/// The collaborators the use cases need, built at start-up.
+pub struct Parts {
+    pub db: DatabaseConnection,
+    pub passwords: Passwords,
+    pub throttle: Arc<LoginThrottle>,
+    pub devices: Devices,
+    pub events: Events,
+    pub jwt: Arc<Jwt>,
+}
+
+/// A successful password check's answer, and the device cookie to give the client when it
+/// did not present a valid one for this user (`service::devices`).
+#[derive(Debug)]
+pub struct WithDevice<T> {
+    pub value: T,
+    pub device: Option<String>,
 }
 
 /// Why a username and password did not log anyone in.
@@ -48,23 +76,52 @@ pub enum LoginError {
 }
 
 impl Accounts {
-    pub fn new(
-        db: DatabaseConnection,
-        passwords: Passwords,
-        throttle: Arc<LoginThrottle>,
-        events: Events,
-        jwt: Arc<Jwt>,
-        settings: &Settings,
-    ) -> Self {
+    pub fn new(parts: Parts, settings: &Settings) -> Self {
+        let window = parts.throttle.period().unwrap_or(std::time::Duration::from_secs(60));
         Self {
-            db,
-            passwords,
-            throttle,
-            events,
-            jwt,
+            db: parts.db,
+            passwords: parts.passwords,
+            throttle: parts.throttle,
+            repeats: Arc::new(Repeats::new(window)),
+            devices: Arc::new(parts.devices),
+            events: parts.events,
+            jwt: parts.jwt,
             session_age: settings.session.age(),
             token_ttl: settings.token.ttl,
         }
+    }
+
+    /// The one password check behind every door that takes a password. The attempt is
+    /// counted in `bucket` and the client IP's *before* the password is checked (so a burst
+    /// of concurrent guesses cannot overtake the count), and taken back when it was right.
+    async fn check_password(
+        &self,
+        bucket: Bucket<'_>,
+        username: &str,
+        password: &str,
+        origin: &Origin,
+    ) -> Result<Checked, LoginError> {
+        let unavailable = |e: crate::throttle::Unavailable| ServiceError::Unavailable(e.to_string());
+        let reservation = match self.throttle.reserve(bucket, origin.ip).await.map_err(unavailable)? {
+            Ok(reservation) => reservation,
+            Err(full) => {
+                let ctx = self.attempted(username, origin);
+                record_throttled(&self.events, &self.repeats, &full.bucket, "login", full.wait, ctx).await;
+                return Err(LoginError::Throttled(full.wait));
+            }
+        };
+        let checked = users::check_password(&self.db, &self.passwords, username, password).await?;
+        if matches!(checked, Checked::Valid(_)) {
+            self.throttle.give_back(reservation).await.map_err(unavailable)?;
+        }
+        Ok(checked)
+    }
+
+    /// The event context of a refused attempt at `username`: the name is kept only when
+    /// such a user exists (a password typed into the username field must not be stored).
+    async fn attempted(&self, username: &str, origin: &Origin) -> EventContext {
+        let known = matches!(users::find_by_username(&self.db, username).await, Ok(Some(_)));
+        EventContext { username: known.then(|| username.to_owned()), ..origin.event(None, None) }
     }
 
     /// The user with this exact username, or `NotFound` naming it.

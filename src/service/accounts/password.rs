@@ -2,16 +2,17 @@
 //! with `changepassword`, later a reset link — a new password means the same thing: a new
 //! hash and security stamp, every session, token and refresh token of the user ended (but
 //! the credential the user is changing it with, when it is theirs), one audit event.
-use super::Accounts;
+use super::{Accounts, LoginError};
 use crate::{
     events::EventKind,
     service::{
         FieldErrors, ServiceError,
         identity::{Identity, Method, Origin},
         jwt, sessions, tokens,
-        users::{self, Refusal},
+        users::{self, Checked},
     },
     store::user,
+    throttle::Bucket,
 };
 
 pub const WRONG_OLD_PASSWORD: &str = "Your old password was entered incorrectly. Please enter it again.";
@@ -47,17 +48,14 @@ impl Accounts {
         origin: &Origin,
     ) -> Result<Option<String>, PasswordChangeError> {
         let user = &identity.user;
-        let checked =
-            users::check_credentials(&self.db, &self.passwords, &self.throttle, &user.username, old, origin.ip).await?;
-        match checked {
-            Ok(_) => {}
-            Err(Refusal::Throttled(wait)) => {
-                self.throttled(&user.username, wait, origin).await;
-                return Err(PasswordChangeError::Throttled(wait));
-            }
-            Err(Refusal::Invalid) => {
+        // The user's own budget, not the username's: others' failed logins cannot stop it.
+        match self.check_password(Bucket::Account(user.id), &user.username, old, origin).await {
+            Ok(Checked::Valid(_)) => {}
+            Ok(Checked::Invalid { .. }) | Err(LoginError::Invalid) => {
                 return Err(ServiceError::Invalid(FieldErrors::single("old_password", WRONG_OLD_PASSWORD)).into());
             }
+            Err(LoginError::Throttled(wait)) => return Err(PasswordChangeError::Throttled(wait)),
+            Err(LoginError::Service(e)) => return Err(e.into()),
         }
         let keep = Keep {
             session: identity.session().filter(|_| identity.method == Method::Session).map(|s| s.id),

@@ -1,14 +1,12 @@
 //! The signing keys: an HS256 secret from config, or generated once with the OS CSPRNG and
 //! kept in the database (shared by every instance, never logged); PEM files for RS256,
 //! ES256 and EdDSA.
-use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set, sea_query::OnConflict};
+use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::{
     config::{self, JwtAlgorithm},
-    crypto,
-    store::jwt::secret,
+    store,
 };
 
 const HS_KEY_NAME: &str = "jwt_hs256_key";
@@ -48,20 +46,9 @@ pub(super) async fn load(
     Ok((algorithm, encoding, decoding))
 }
 
-/// The generated HS256 key: created once by whichever instance starts first (an insert
-/// that does nothing on conflict), then read by all.
+/// The generated HS256 key, shared by every instance.
 async fn shared_hs_key(db: &impl ConnectionTrait) -> Result<String, KeyError> {
-    let row = secret::ActiveModel {
-        name: Set(HS_KEY_NAME.into()),
-        value: Set(crypto::random_hex(32)),
-        created_at: Set(Utc::now()),
-    };
-    secret::Entity::insert(row)
-        .on_conflict(OnConflict::column(secret::Column::Name).do_nothing().to_owned())
-        .exec_without_returning(db)
-        .await?;
-    let found = secret::Entity::find_by_id(HS_KEY_NAME.to_owned()).one(db).await?;
-    found.map(|s| s.value).ok_or_else(|| KeyError::Db(DbErr::RecordNotFound(HS_KEY_NAME.into())))
+    Ok(store::shared_secret(db, HS_KEY_NAME).await?)
 }
 
 fn pem_keys(algorithm: Algorithm, settings: &config::Jwt) -> Result<(EncodingKey, DecodingKey), KeyError> {
