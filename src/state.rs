@@ -63,7 +63,8 @@ pub struct AppState {
 impl AppState {
     pub async fn new(db: DatabaseConnection, settings: Settings) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new(settings.metrics.enabled));
-        let cache = Arc::new(CredentialCache::new(Duration::from_secs(settings.cache.ttl), Arc::clone(&metrics)));
+        let ttl = Duration::from_secs(settings.cache.ttl);
+        let cache = Arc::new(CredentialCache::new(ttl, settings.cache.max_entries, Arc::clone(&metrics)));
         let audit = AuditSink::spawn(db.clone(), Arc::clone(&metrics), settings.audit.queue_capacity);
         // Several instances on one PostgreSQL tell each other of revocations.
         let notify = settings.cache.notify && db.get_database_backend() == sea_orm::DbBackend::Postgres;

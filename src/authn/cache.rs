@@ -1,15 +1,20 @@
 //! The credential cache under the chain: a resolved credential (session or token digest, or
-//! a JWT's user) is reused for `cache.ttl` seconds without reading the database.
+//! a JWT's user) is reused for `cache.ttl` seconds without reading the database. Bounded by
+//! `cache.max_entries` with moka's TinyLFU policy: when full, the credentials in use stay
+//! and one-offs are not admitted (no clear-everything sweep).
 //!
-//! Revocation stays exact where it happens: every security event that can end a credential
-//! (logout, revocation, password change, deactivation, login's key rotation) is emitted
-//! through `events::Events`, which drops the user's entries here before the response leaves.
-//! Changes made elsewhere (the CLI, another instance) are seen within `ttl`.
+//! Revocation is exact on this instance, whatever the timing. Every security event that can
+//! end a credential moves the user's revocation epoch (through `events::RevocationListener`)
+//! before the response leaves. A lookup takes a [`ticket`](CredentialCache::ticket) *before*
+//! it reads the database and stores its result with it; a result whose ticket predates the
+//! user's last revocation is neither stored nor served — so a lookup that read the row just
+//! before a revocation cannot put it back afterwards. Changes made elsewhere (the CLI,
+//! another instance without the PostgreSQL notification) are seen within `ttl`.
 use std::{
     collections::HashMap,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -25,36 +30,44 @@ pub enum Key {
     Jwt([u8; 32]),
 }
 
+#[derive(Clone)]
 struct Entry {
     value: Arc<Identity>,
-    stored: Instant,
+    ticket: u64,
 }
 
-/// Entries beyond this are pruned (expired first, then all): memory stays bounded whatever
-/// the number of distinct credentials.
-const CAPACITY: usize = 50_000;
+/// Revocations remembered at most; beyond, those no entry or lookup can predate go, and if
+/// that is not enough the whole cache is cleared (never a stale credential).
+const MAX_REVOKED: usize = 10_000;
 
 pub struct CredentialCache {
     ttl: Duration,
     metrics: Arc<Metrics>,
-    entries: RwLock<HashMap<Key, Entry>>,
-    inserts: AtomicUsize,
+    entries: moka::sync::Cache<Key, Entry>,
+    /// Moves on at every revocation; lookups read it as their ticket.
+    epoch: AtomicU64,
+    /// Per user, the epoch of their last revocation (and when it was).
+    revoked: RwLock<HashMap<i64, (u64, Instant)>>,
+    /// The epoch of the last `clear`: older tickets are worthless.
+    cleared: AtomicU64,
     /// Set while revocations from other instances cannot be heard (the PostgreSQL
     /// notification channel is down): then every request reads the database.
     bypass: AtomicBool,
 }
 
-/// Expired entries are swept every this many inserts, so memory follows the credentials
-/// used within `ttl`, not every credential ever seen.
-const SWEEP_EVERY: usize = 1024;
-
 impl CredentialCache {
-    pub fn new(ttl: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(ttl: Duration, max_entries: u64, metrics: Arc<Metrics>) -> Self {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(max_entries)
+            .time_to_live(ttl.max(Duration::from_millis(1)))
+            .build();
         Self {
             ttl,
             metrics,
-            entries: RwLock::new(HashMap::new()),
-            inserts: AtomicUsize::new(0),
+            entries,
+            epoch: AtomicU64::new(0),
+            revoked: RwLock::new(HashMap::new()),
+            cleared: AtomicU64::new(0),
             bypass: AtomicBool::new(false),
         }
     }
@@ -69,16 +82,29 @@ impl CredentialCache {
         self.clear();
     }
 
+    /// Forgets everything, including what lookups in flight would store.
     pub fn clear(&self) {
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).clear();
+        let now = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.cleared.store(now, Ordering::SeqCst);
+        self.entries.invalidate_all();
+    }
+
+    /// Taken before reading the database for a credential; handed to [`insert`](Self::insert).
+    pub fn ticket(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether something read under `ticket` may have been revoked since.
+    fn stale(&self, user_id: i64, ticket: u64) -> bool {
+        ticket < self.cleared.load(Ordering::SeqCst)
+            || self.revoked.read().unwrap_or_else(|e| e.into_inner()).get(&user_id).is_some_and(|(at, _)| *at > ticket)
     }
 
     pub fn get(&self, key: &Key) -> Option<Arc<Identity>> {
         if !self.enabled() {
             return None;
         }
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let found = entries.get(key).filter(|e| e.stored.elapsed() < self.ttl).map(|e| Arc::clone(&e.value));
+        let found = self.entries.get(key).filter(|e| !self.stale(e.value.user.id, e.ticket)).map(|e| e.value);
         if found.is_some() {
             self.metrics.cache_hits.inc()
         } else {
@@ -87,40 +113,44 @@ impl CredentialCache {
         found
     }
 
-    pub fn insert(&self, key: Key, value: Arc<Identity>) {
-        if !self.enabled() {
-            return;
+    /// Stores what a lookup that took `ticket` found, unless the user was revoked since.
+    pub fn insert(&self, key: Key, value: Arc<Identity>, ticket: u64) {
+        if self.enabled() && !self.stale(value.user.id, ticket) {
+            self.entries.insert(key, Entry { value, ticket });
         }
-        let sweep = self.inserts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1;
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if sweep || entries.len() >= CAPACITY {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.stored.elapsed() < ttl);
-            if entries.len() >= CAPACITY {
-                entries.clear();
-            }
-            entries.shrink_to_fit();
-        }
-        entries.insert(key, Entry { value, stored: Instant::now() });
     }
 
     /// Drops one entry (after writing to that credential's row).
     pub fn forget(&self, key: &Key) {
-        if self.enabled() {
-            self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(key);
-        }
+        self.entries.invalidate(key);
     }
 
-    /// Drops every entry of a user: the next request of each of their credentials reads
-    /// the database.
+    /// Ends every entry of a user, and whatever lookups of theirs are in flight.
     pub fn invalidate_user(&self, user_id: i64) {
-        if !self.ttl.is_zero() {
-            self.entries.write().unwrap_or_else(|e| e.into_inner()).retain(|_, e| e.value.user.id != user_id);
+        if self.ttl.is_zero() {
+            return;
         }
+        let now = Instant::now();
+        let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        if revoked.len() >= MAX_REVOKED {
+            // Entries live `ttl`, lookups a few seconds (the pool's timeouts): older
+            // revocations can no longer matter.
+            let horizon = self.ttl + Duration::from_secs(60);
+            revoked.retain(|_, (_, at)| now.duration_since(*at) < horizon);
+            if revoked.len() >= MAX_REVOKED {
+                revoked.clear();
+                self.cleared.store(epoch, Ordering::SeqCst);
+                self.entries.invalidate_all();
+            }
+        }
+        revoked.insert(user_id, (epoch, now));
     }
 
+    /// How many entries are held (moka's count, settled first).
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.entries.run_pending_tasks();
+        usize::try_from(self.entries.entry_count()).unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -162,11 +192,15 @@ mod tests {
         })
     }
 
+    fn cache(ttl_ms: u64, max: u64) -> CredentialCache {
+        CredentialCache::new(Duration::from_millis(ttl_ms), max, Arc::new(Metrics::new(true)))
+    }
+
     #[test]
     fn entries_expire_and_are_dropped_per_user() {
-        let cache = CredentialCache::new(Duration::from_millis(50), Arc::new(Metrics::new(true)));
-        cache.insert(Key::Token([1; 32]), identity(1));
-        cache.insert(Key::Token([2; 32]), identity(2));
+        let cache = cache(50, 100);
+        cache.insert(Key::Token([1; 32]), identity(1), cache.ticket());
+        cache.insert(Key::Token([2; 32]), identity(2), cache.ticket());
         assert!(cache.get(&Key::Token([1; 32])).is_some());
         cache.invalidate_user(1);
         assert!(cache.get(&Key::Token([1; 32])).is_none());
@@ -176,22 +210,47 @@ mod tests {
     }
 
     #[test]
-    fn expired_entries_are_swept() {
-        let cache = CredentialCache::new(Duration::from_millis(20), Arc::new(Metrics::new(true)));
-        for i in 0..100u8 {
-            cache.insert(Key::Token([i; 32]), identity(1));
+    fn a_lookup_that_started_before_a_revocation_is_not_stored() {
+        let cache = cache(10_000, 100);
+        let ticket = cache.ticket();
+        cache.invalidate_user(1);
+        cache.insert(Key::Token([1; 32]), identity(1), ticket);
+        assert!(cache.get(&Key::Token([1; 32])).is_none(), "revocation wins the race");
+        cache.insert(Key::Token([2; 32]), identity(2), ticket);
+        assert!(cache.get(&Key::Token([2; 32])).is_some(), "other users are not affected");
+        cache.insert(Key::Token([1; 32]), identity(1), cache.ticket());
+        assert!(cache.get(&Key::Token([1; 32])).is_some(), "a lookup after the revocation is stored");
+        let before_clear = cache.ticket();
+        cache.clear();
+        cache.insert(Key::Token([3; 32]), identity(3), before_clear);
+        assert!(cache.get(&Key::Token([3; 32])).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_keeps_its_hot_entries() {
+        let cache = cache(10_000, 100);
+        for i in 0..10u8 {
+            cache.insert(Key::Token([i; 32]), identity(1), cache.ticket());
         }
-        std::thread::sleep(Duration::from_millis(30));
-        for i in 0..SWEEP_EVERY {
-            cache.insert(Key::Jwt([(i % 200) as u8; 32]), identity(2));
+        for _ in 0..20 {
+            for i in 0..10u8 {
+                assert!(cache.get(&Key::Token([i; 32])).is_some());
+            }
         }
-        assert!(cache.len() <= 200, "{}", cache.len());
+        for i in 0..5_000u32 {
+            let mut key = [1u8; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            cache.insert(Key::Jwt(key), identity(2), cache.ticket());
+        }
+        assert!(cache.len() <= 100, "{}", cache.len());
+        let hot = (0..10u8).filter(|i| cache.get(&Key::Token([*i; 32])).is_some()).count();
+        assert!(hot >= 9, "the hot entries survive a flood of one-offs: {hot}");
     }
 
     #[test]
     fn a_zero_ttl_disables_the_cache() {
-        let cache = CredentialCache::new(Duration::ZERO, Arc::new(Metrics::new(true)));
-        cache.insert(Key::Jwt([1; 32]), identity(1));
+        let cache = cache(0, 100);
+        cache.insert(Key::Jwt([1; 32]), identity(1), cache.ticket());
         assert!(cache.get(&Key::Jwt([1; 32])).is_none());
         assert!(cache.is_empty());
     }

@@ -82,6 +82,7 @@ impl Authenticator for JwtAuthenticator {
                 _ => return not_valid(jwt::msg::EXPIRED),
             }
         }
+        let ticket = self.cache.ticket();
         let claims = match self.jwt.decode(raw, Some(jwt::ACCESS)) {
             Ok(claims) => claims,
             Err(TokenError::Token(message)) => return not_valid(message),
@@ -108,7 +109,7 @@ impl Authenticator for JwtAuthenticator {
             method: Method::Jwt,
             credential: Credential::Jwt { jti: claims.jti, exp: claims.exp },
         });
-        self.cache.insert(Key::Jwt(digest), Arc::clone(&identity));
+        self.cache.insert(Key::Jwt(digest), Arc::clone(&identity), ticket);
         Outcome::Authenticated(identity)
     }
 }

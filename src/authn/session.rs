@@ -88,6 +88,7 @@ impl Authenticator for SessionAuthenticator {
 impl SessionAuthenticator {
     /// The session and its user from the database, cached.
     async fn load(&self, digest: &[u8; 32]) -> Result<Option<Arc<Identity>>, sea_orm::DbErr> {
+        let ticket = self.cache.ticket();
         let Some((session, user)) = sessions::lookup(&self.db, digest).await? else { return Ok(None) };
         let session = SessionRef {
             id: session.id,
@@ -101,7 +102,7 @@ impl SessionAuthenticator {
             method: Method::Session,
             credential: Credential::Session(session),
         });
-        self.cache.insert(Key::Session(*digest), Arc::clone(&identity));
+        self.cache.insert(Key::Session(*digest), Arc::clone(&identity), ticket);
         Ok(Some(identity))
     }
 }

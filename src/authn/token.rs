@@ -30,13 +30,14 @@ impl TokenAuthenticator {
 
     /// The token and its user from the database (`None`: unknown, revoked or expired), cached.
     async fn load(&self, digest: &[u8; 32]) -> Result<Option<Arc<Identity>>, sea_orm::DbErr> {
+        let ticket = self.cache.ticket();
         let Some((token, user)) = tokens::authenticate(&self.db, digest).await? else { return Ok(None) };
         let identity = Arc::new(Identity {
             user: Arc::new(user),
             method: Method::Token,
             credential: Credential::Token { id: token.id, expires_at: token.expires_at },
         });
-        self.cache.insert(Key::Token(*digest), Arc::clone(&identity));
+        self.cache.insert(Key::Token(*digest), Arc::clone(&identity), ticket);
         Ok(Some(identity))
     }
 }

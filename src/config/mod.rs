@@ -148,6 +148,7 @@ pub struct Jwt {
 #[serde(deny_unknown_fields)]
 pub struct Cache {
     pub ttl: u64,
+    pub max_entries: u64,
     pub notify: bool,
 }
 

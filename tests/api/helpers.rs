@@ -72,6 +72,15 @@ impl TestApp {
 
     /// An app whose settings `tweak` adjusts from the compiled-in defaults.
     pub async fn with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::with_hook(tweak, |_| {}).await
+    }
+
+    /// As `with`, and `hook` sees every statement after it ran (on the thread that ran it:
+    /// a sleep there makes that query slow).
+    pub async fn with_hook(
+        tweak: impl FnOnce(&mut Settings),
+        hook: impl Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
+    ) -> Self {
         let mut settings = Settings::defaults().unwrap();
         let db = TestDb::new();
         db.apply(&mut settings);
@@ -81,8 +90,9 @@ impl TestApp {
         store::migrate(&conn).await.unwrap();
         let queries = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&queries);
-        conn.set_metric_callback(move |_| {
+        conn.set_metric_callback(move |info| {
             counter.fetch_add(1, Ordering::Relaxed);
+            hook(info);
         });
         let state = AppState::new(conn, settings).await.unwrap();
         let client = TestClient::new(build_app(state.clone()).boxed());
