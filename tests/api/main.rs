@@ -12,6 +12,7 @@ mod errors;
 mod headers;
 mod helpers;
 mod jwt;
+mod limits;
 mod observability;
 mod openapi;
 mod policy;
