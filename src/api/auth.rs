@@ -123,10 +123,7 @@ async fn collect(req: &mut Request, state: &AppState) -> Result<Credentials, Api
 
 /// Django reads `csrfmiddlewaretoken` from a form POST; the body is put back for the view.
 async fn read_form_token(req: &mut Request, limit: usize) -> Result<Option<String>, ApiError> {
-    let bytes = req.take_body().into_bytes_limit(limit).await.map_err(|e| match e {
-        poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge(limit),
-        other => ApiError::Parse(format!("Could not read the request body: {other}")),
-    })?;
+    let bytes = req.take_body().into_bytes_limit(limit).await.map_err(|e| super::body::read_error(e, limit))?;
     let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
         .ok()
         .and_then(|pairs| pairs.into_iter().rev().find(|(k, _)| k == "csrfmiddlewaretoken").map(|(_, v)| v));

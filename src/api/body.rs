@@ -1,10 +1,11 @@
 //! Request bodies as DRF's default parsers read them: JSON or form-encoded into one
-//! `request.data` value, with DRF's errors for bad JSON (400), other media types (415), and
-//! bodies over `server.max_body_bytes` (413). The typed schema `T` is for the spec only;
+//! `request.data` value, with DRF's errors for bad JSON (400), other media types (415),
+//! bodies over `server.max_body_bytes` (413) and bodies not received within
+//! `server.body_timeout` (408). The typed schema `T` is for the spec only;
 //! fields are checked by `fields::Fields` so that errors come out as DRF's field map.
 use std::marker::PhantomData;
 
-use poem::{Request, RequestBody};
+use poem::{Request, RequestBody, error::ReadBodyError};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
     registry::{MetaMediaType, MetaRequest, Registry},
@@ -45,13 +46,23 @@ impl<'a, T: Type, const REQUIRED: bool> ApiExtractor<'a> for DrfBody<T, REQUIRED
     }
 }
 
-async fn parse(req: &Request, body: &mut RequestBody, limit: usize) -> Result<Value, ApiError> {
-    let bytes = body.take().map_err(|e| ApiError::Internal(e.to_string()))?.into_bytes_limit(limit).await.map_err(
-        |e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge(limit),
-            other => ApiError::Parse(format!("Could not read the request body: {other}")),
+/// Why a body could not be read, as DRF-shaped errors: 413 over `limit`; 408 when it did not
+/// arrive within `server.body_timeout` (the server's deadline fails the read with `TimedOut`).
+pub fn read_error(e: ReadBodyError, limit: usize) -> ApiError {
+    match e {
+        ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge(limit),
+        ReadBodyError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::Body {
+            status: poem::http::StatusCode::REQUEST_TIMEOUT,
+            body: serde_json::json!({ "detail": e.to_string() }),
+            challenge: None,
         },
-    )?;
+        other => ApiError::Parse(format!("Could not read the request body: {other}")),
+    }
+}
+
+async fn parse(req: &Request, body: &mut RequestBody, limit: usize) -> Result<Value, ApiError> {
+    let body = body.take().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let bytes = body.into_bytes_limit(limit).await.map_err(|e| read_error(e, limit))?;
     let content_type = req.content_type().unwrap_or_default();
     let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     // DRF: no content type means no data, whatever the body.

@@ -63,6 +63,11 @@ pub struct Server {
     pub trusted_proxies: Vec<Network>,
     pub max_body_bytes: usize,
     pub shutdown_timeout: u64,
+    pub max_connections: usize,
+    pub header_timeout: u64,
+    pub keep_alive_timeout: u64,
+    pub body_timeout: u64,
+    pub accept_backoff_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,9 +241,7 @@ impl Settings {
 
     /// Checks what types alone cannot: ranges and rules between keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.server.max_body_bytes == 0 {
-            return Err(invalid("server.max_body_bytes", "must be above 0"));
-        }
+        self.validate_server()?;
         if self.audit.queue_capacity == 0 {
             return Err(invalid("audit.queue_capacity", "must be above 0"));
         }
@@ -259,6 +262,22 @@ impl Settings {
         self.validate_cookies()?;
         self.validate_jwt()?;
         self.validate_throttle()
+    }
+
+    fn validate_server(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let above_zero = [
+            ("server.max_body_bytes", s.max_body_bytes as u64),
+            ("server.max_connections", s.max_connections as u64),
+            ("server.header_timeout", s.header_timeout),
+            ("server.keep_alive_timeout", s.keep_alive_timeout),
+            ("server.body_timeout", s.body_timeout),
+            ("server.accept_backoff_ms", s.accept_backoff_ms),
+        ];
+        match above_zero.into_iter().find(|(_, value)| *value == 0) {
+            Some((key, _)) => Err(invalid(key, "must be above 0")),
+            None => Ok(()),
+        }
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
@@ -355,8 +374,21 @@ mod tests {
         let settings = Settings::defaults().unwrap();
         settings.validate().unwrap();
         assert_eq!(settings.server.bind.to_string(), "127.0.0.1:8000");
+        let server = &settings.server;
+        let limits = (server.max_connections, server.header_timeout, server.keep_alive_timeout, server.body_timeout);
+        assert_eq!(limits, (512, 10, 75, 30));
         assert_eq!(settings.auth.chain, [AuthScheme::Session, AuthScheme::Token, AuthScheme::Jwt]);
         assert_eq!(settings.database.url.expose(), "sqlite://portcullis.sqlite3?mode=rwc");
         assert_eq!(settings.throttle.login_ip_rate().map(|r| r.to_string()).as_deref(), Some("20/min"));
+    }
+
+    #[test]
+    fn server_limits_of_zero_are_refused_by_name() {
+        let mut settings = Settings::defaults().unwrap();
+        settings.server.header_timeout = 0;
+        assert!(settings.validate().unwrap_err().to_string().contains("server.header_timeout"));
+        settings.server.header_timeout = 10;
+        settings.server.max_connections = 0;
+        assert!(settings.validate().unwrap_err().to_string().contains("server.max_connections"));
     }
 }

@@ -13,6 +13,7 @@ mod errors;
 mod headers;
 mod helpers;
 mod jwt;
+mod limits;
 mod observability;
 mod openapi;
 mod policy;
