@@ -193,6 +193,7 @@ impl From<DataError> for ApiError {
         match err {
             DataError::Db(e) => e.into(),
             DataError::Contended => Self::Unavailable(err.to_string()),
+            DataError::TooLarge(_) => Self::Validation(FieldErrors::single("non_field_errors", err.to_string())),
         }
     }
 }

@@ -1,7 +1,12 @@
 //! Browser sessions: login, logout, CSRF, the session itself and the user's session list.
 use chrono::{DateTime, Utc};
 use poem::web::cookie::CookieJar;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::Example,
+};
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -10,6 +15,7 @@ use super::{
     caller::{Authed, MaybeAuthed},
     cookies,
     fields::{Char, Fields},
+    pagination::PageRequest,
 };
 use crate::{
     authn::{Identity, csrf},
@@ -81,6 +87,17 @@ pub struct SessionInfo {
     pub user_agent: Option<String>,
     /// Whether this is the session making the request.
     pub current: bool,
+}
+
+/// DRF's `PageNumberPagination` envelope of sessions.
+#[derive(Debug, Object)]
+pub struct SessionPage {
+    pub count: u64,
+    #[oai(nullable)]
+    pub next: Option<String>,
+    #[oai(nullable)]
+    pub previous: Option<String>,
+    pub results: Vec<SessionInfo>,
 }
 
 /// Optional: with JWT authentication, the refresh token to blacklist too. A session or
@@ -244,28 +261,40 @@ impl SessionApi {
     ) -> Result<Json<Value>, ApiError> {
         let session = caller.session().ok_or(ApiError::NotFound)?;
         let patch: &Map<String, Value> = Fields::new(&body.data)?.data;
-        let data = sessions::merge_data(&self.state.db, session.id, patch).await?.ok_or(ApiError::NotFound)?;
+        let limit = self.state.settings.session.max_data_bytes;
+        let data = sessions::merge_data(&self.state.db, session.id, patch, limit).await?.ok_or(ApiError::NotFound)?;
         Ok(Json(Value::Object(data)))
     }
 
     /// List my sessions
+    ///
+    /// Newest first, paginated as `GET /users/` (`?page=`, `?page_size=`).
     #[oai(path = "/sessions/", method = "get", operation_id = "sessions_list")]
-    async fn sessions(&self, caller: Authed) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    async fn sessions(
+        &self,
+        caller: Authed,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
+    ) -> Result<Json<SessionPage>, ApiError> {
+        let request = PageRequest::new(page.0, page_size.0);
         let current = caller.session().map(|s| s.id);
-        let rows = sessions::list_for_user(&self.state.db, caller.user.id).await?;
-        Ok(Json(
-            rows.into_iter()
-                .map(|s| SessionInfo {
-                    current: Some(s.id) == current,
-                    id: s.public_id,
-                    created: s.created_at,
-                    last_seen: s.last_seen,
-                    expires: s.expires_at,
-                    ip: s.ip,
-                    user_agent: s.user_agent,
-                })
-                .collect(),
-        ))
+        let (rows, count) =
+            sessions::page_for_user(&self.state.db, caller.user.id, request.page - 1, request.size).await?;
+        request.check(count)?;
+        let (next, previous) = request.links("/sessions/", count, "");
+        let results = rows
+            .into_iter()
+            .map(|s| SessionInfo {
+                current: Some(s.id) == current,
+                id: s.public_id,
+                created: s.created_at,
+                last_seen: s.last_seen,
+                expires: s.expires_at,
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect();
+        Ok(Json(SessionPage { count, next, previous, results }))
     }
 
     /// Revoke one of my sessions

@@ -1,10 +1,14 @@
 //! Opaque tokens (DRF's authtoken, one per device) and simplejwt's JWT endpoints.
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
-use serde_json::{Value, json};
-
 use poem::web::cookie::CookieJar;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::Example,
+};
+use serde_json::{Value, json};
 
 use super::{
     ApiTags, Deleted,
@@ -12,6 +16,7 @@ use super::{
     caller::{Authed, MaybeAuthed},
     cookies,
     fields::{Char, Fields},
+    pagination::PageRequest,
 };
 use crate::{
     error::{ApiError, BEARER_CHALLENGE, jwt_error},
@@ -68,6 +73,17 @@ pub struct TokenInfo {
     pub last_used: Option<DateTime<Utc>>,
     #[oai(nullable)]
     pub expires: Option<DateTime<Utc>>,
+}
+
+/// DRF's `PageNumberPagination` envelope of tokens.
+#[derive(Debug, Object)]
+pub struct TokenPage {
+    pub count: u64,
+    #[oai(nullable)]
+    pub next: Option<String>,
+    #[oai(nullable)]
+    pub previous: Option<String>,
+    pub results: Vec<TokenInfo>,
 }
 
 /// Username and password, as simplejwt's `TokenObtainPairView` takes them.
@@ -204,21 +220,30 @@ impl TokenApi {
 
     /// List my tokens
     ///
-    /// Never the keys themselves.
+    /// Never the keys themselves. Newest first, paginated as `GET /users/`.
     #[oai(path = "/tokens/", method = "get", operation_id = "tokens_list", tag = "ApiTags::Token")]
-    async fn list_tokens(&self, caller: Authed) -> Result<Json<Vec<TokenInfo>>, ApiError> {
-        let rows = tokens::list_for_user(&self.state.db, caller.user.id).await?;
-        Ok(Json(
-            rows.into_iter()
-                .map(|t| TokenInfo {
-                    id: t.id,
-                    name: t.name,
-                    created: t.created_at,
-                    last_used: t.last_used,
-                    expires: t.expires_at,
-                })
-                .collect(),
-        ))
+    async fn list_tokens(
+        &self,
+        caller: Authed,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
+    ) -> Result<Json<TokenPage>, ApiError> {
+        let request = PageRequest::new(page.0, page_size.0);
+        let (rows, count) =
+            tokens::page_for_user(&self.state.db, caller.user.id, request.page - 1, request.size).await?;
+        request.check(count)?;
+        let (next, previous) = request.links("/tokens/", count, "");
+        let results = rows
+            .into_iter()
+            .map(|t| TokenInfo {
+                id: t.id,
+                name: t.name,
+                created: t.created_at,
+                last_used: t.last_used,
+                expires: t.expires_at,
+            })
+            .collect();
+        Ok(Json(TokenPage { count, next, previous, results }))
     }
 
     /// Revoke one of my tokens

@@ -107,6 +107,8 @@ pub struct Session {
     pub cookie_samesite: SameSite,
     pub expire_at_browser_close: bool,
     pub save_every_request: bool,
+    pub max_data_bytes: usize,
+    pub max_per_user: u64,
 }
 
 impl Session {
@@ -130,6 +132,7 @@ pub struct Csrf {
 pub struct Token {
     pub keyword: String,
     pub ttl: u64,
+    pub max_per_user: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,6 +315,15 @@ impl Settings {
         }
         if self.session.cookie_age == 0 {
             return Err(invalid("session.cookie_age", "must be above 0"));
+        }
+        for (key, value) in [
+            ("session.max_data_bytes", self.session.max_data_bytes as u64),
+            ("session.max_per_user", self.session.max_per_user),
+            ("token.max_per_user", self.token.max_per_user),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be above 0"));
+            }
         }
         for origin in &self.csrf.trusted_origins {
             if url::Url::parse(origin).map(|u| u.origin().is_tuple()) != Ok(true) {

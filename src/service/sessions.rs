@@ -2,7 +2,8 @@
 //! is what APIs show. Framework-free: cookies are the caller's business.
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, sea_query::Expr,
 };
 use serde_json::{Map, Value};
 
@@ -123,14 +124,43 @@ pub async fn delete_public(db: &impl ConnectionTrait, user_id: i64, public_id: &
     Ok(Some(found.id))
 }
 
-/// The user's live sessions, newest first.
-pub async fn list_for_user(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<session::Model>, DbErr> {
+fn live_for_user(user_id: i64) -> sea_orm::Select<session::Entity> {
     session::Entity::find()
         .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::ExpiresAt.gt(Utc::now()))
-        .order_by_desc(session::Column::CreatedAt)
+}
+
+/// The user's live sessions, newest first.
+pub async fn list_for_user(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<session::Model>, DbErr> {
+    live_for_user(user_id).order_by_desc(session::Column::CreatedAt).all(db).await
+}
+
+/// One page (from 0) of the user's live sessions, newest first, and how many there are.
+pub async fn page_for_user(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    page: u64,
+    size: u64,
+) -> Result<(Vec<session::Model>, u64), DbErr> {
+    let pages = live_for_user(user_id).order_by_desc(session::Column::CreatedAt).paginate(db, size);
+    Ok((pages.fetch_page(page).await?, pages.num_items().await?))
+}
+
+/// Ends the user's least recently used sessions beyond the `keep` most recent; returns them.
+pub async fn trim_for_user(db: &impl ConnectionTrait, user_id: i64, keep: u64) -> Result<Vec<session::Model>, DbErr> {
+    let extra = session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .order_by_desc(session::Column::LastSeen)
+        .order_by_desc(session::Column::Id)
+        .offset(keep)
+        .limit(i64::MAX as u64)
         .all(db)
-        .await
+        .await?;
+    if !extra.is_empty() {
+        let ids: Vec<i64> = extra.iter().map(|s| s.id).collect();
+        session::Entity::delete_many().filter(session::Column::Id.is_in(ids)).exec(db).await?;
+    }
+    Ok(extra)
 }
 
 /// Records activity: `last_seen`, and with sliding expiry a new `expires_at`. Callers
@@ -176,6 +206,9 @@ pub enum DataError {
     /// Other writers won every one of our compare-and-swap attempts.
     #[error("session data kept changing under concurrent writes")]
     Contended,
+    /// The merged data would be larger than `session.max_data_bytes`.
+    #[error("Session data is limited to {0} bytes.")]
+    TooLarge(usize),
 }
 
 /// Merges `patch` into the session's data (`null` deletes a key) and returns the result.
@@ -185,6 +218,7 @@ pub async fn merge_data(
     db: &impl ConnectionTrait,
     id: i64,
     patch: &Map<String, Value>,
+    max_bytes: usize,
 ) -> Result<Option<Map<String, Value>>, DataError> {
     for _ in 0..50 {
         let Some(row) = session::Entity::find_by_id(id).one(db).await? else { return Ok(None) };
@@ -198,6 +232,9 @@ pub async fn merge_data(
         }
         // A map with string keys always serialises.
         let encoded = Value::Object(data.clone()).to_string();
+        if encoded.len() > max_bytes {
+            return Err(DataError::TooLarge(max_bytes));
+        }
         let done = session::Entity::update_many()
             .col_expr(session::Column::Data, Expr::value(encoded))
             .col_expr(session::Column::Version, Expr::value(row.version + 1))

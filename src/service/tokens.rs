@@ -2,7 +2,8 @@
 //! per user (one per device), stored only as a SHA-256 digest.
 use chrono::{Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, sea_query::Expr,
 };
 
 use crate::{
@@ -88,12 +89,37 @@ pub async fn create_with_key(
     Ok((key.to_owned(), row))
 }
 
-pub async fn list_for_user(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<token::Model>, DbErr> {
+fn of_user(user_id: i64) -> sea_orm::Select<token::Entity> {
     token::Entity::find()
         .filter(token::Column::UserId.eq(user_id))
         .order_by_desc(token::Column::CreatedAt)
-        .all(db)
-        .await
+        .order_by_desc(token::Column::Id)
+}
+
+pub async fn list_for_user(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<token::Model>, DbErr> {
+    of_user(user_id).all(db).await
+}
+
+/// One page (from 0) of the user's tokens, newest first, and how many there are.
+pub async fn page_for_user(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    page: u64,
+    size: u64,
+) -> Result<(Vec<token::Model>, u64), DbErr> {
+    let pages = of_user(user_id).paginate(db, size);
+    Ok((pages.fetch_page(page).await?, pages.num_items().await?))
+}
+
+/// Revokes the user's oldest tokens beyond the `keep` newest; returns them.
+pub async fn trim_for_user(db: &impl ConnectionTrait, user_id: i64, keep: u64) -> Result<Vec<token::Model>, DbErr> {
+    // SQLite takes an OFFSET only after a LIMIT.
+    let extra = of_user(user_id).offset(keep).limit(i64::MAX as u64).all(db).await?;
+    if !extra.is_empty() {
+        let ids: Vec<i64> = extra.iter().map(|t| t.id).collect();
+        token::Entity::delete_many().filter(token::Column::Id.is_in(ids)).exec(db).await?;
+    }
+    Ok(extra)
 }
 
 /// Revokes one token; `false` when it is not the user's or not there.

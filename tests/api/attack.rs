@@ -234,3 +234,58 @@ async fn a_revoked_token_never_outlives_its_revocation_in_the_cache() {
         assert_eq!((after.status, &after.body), (StatusCode::FORBIDDEN, &json!({"detail": "Invalid token."})));
     }
 }
+
+#[tokio::test]
+async fn what_a_user_can_make_the_server_store_is_bounded() {
+    let app = TestApp::with(|s| {
+        s.session.max_data_bytes = 4096;
+        s.session.max_per_user = 3;
+        s.token.max_per_user = 3;
+    })
+    .await;
+    let browser = app.browser("carol").await;
+    let csrf = browser.cookie("csrftoken").unwrap();
+    let patch = |body: Value| {
+        let csrf = csrf.clone();
+        let browser = &browser;
+        async move { browser.send(Method::PATCH, "/session/data/", &[("x-csrftoken", &csrf)], Some(&body)).await }
+    };
+    assert_eq!(patch(json!({"a": "x".repeat(3000)})).await.status, StatusCode::OK);
+    let res = patch(json!({"b": "x".repeat(3000)})).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.body, json!({"non_field_errors": ["Session data is limited to 4096 bytes."]}));
+    let kept = browser.get("/session/data/").await.body;
+    assert_eq!(
+        (kept["a"].as_str().map(str::len), kept.get("b")),
+        (Some(3000), None),
+        "a refused PATCH changes nothing"
+    );
+    assert_eq!(patch(json!({"a": null, "b": "small"})).await.body, json!({"b": "small"}));
+
+    // Sessions: a fourth login ends the least recently used one; the browser in use stays.
+    let others: Vec<Browser> = (0..3).map(|_| Browser::new(&app)).collect();
+    for other in &others {
+        assert_eq!(
+            other.post("/login/", json!({"username": "carol", "password": STRONG})).await.status,
+            StatusCode::OK
+        );
+    }
+    let listed = others[2].get("/sessions/").await.body;
+    assert_eq!(listed["count"], 3);
+    assert_eq!(browser.get("/protected/").await.status, StatusCode::FORBIDDEN, "the oldest session ended");
+    assert_eq!(others[0].get("/protected/").await.status, StatusCode::OK);
+    // Tokens: the oldest goes.
+    let tokens: Vec<String> = {
+        let mut made = Vec::new();
+        for _ in 0..4 {
+            made.push(app.token("carol").await);
+        }
+        made
+    };
+    assert_eq!(app.get_auth("/whoami/", &format!("Token {}", tokens[0])).await.status, StatusCode::FORBIDDEN);
+    let page = app.get_auth("/tokens/?page_size=2", &format!("Token {}", tokens[3])).await.body;
+    assert_eq!((page["count"].as_u64(), page["results"].as_array().map(Vec::len)), (Some(3), Some(2)));
+    assert_eq!(page["next"], "/tokens/?page=2&page_size=2");
+    let revoked = recorded(&app, "token_revoked").await;
+    assert_eq!(revoked, [json!({"reason": "limit"})]);
+}

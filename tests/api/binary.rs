@@ -287,7 +287,7 @@ async fn client_ips_come_from_trusted_proxies_only_and_are_throttled() {
         .collect::<Vec<_>>()
         .join("; ");
     let list: Value = http.get(url("/sessions/")).header("cookie", cookie).send().await.unwrap().json().await.unwrap();
-    assert_eq!(list[0]["ip"], "203.0.113.9");
-    assert_eq!(list[0]["user_agent"], "test-agent/1.0");
+    assert_eq!(list["results"][0]["ip"], "203.0.113.9");
+    assert_eq!(list["results"][0]["user_agent"], "test-agent/1.0");
     assert!(served.stop().success());
 }

@@ -52,10 +52,7 @@ async fn every_security_event_lands_in_the_audit_trail_without_secrets() {
     assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
     let phone = Browser::new(&app);
     phone.post("/login/", json!({"username": "john", "password": STRONG})).await;
-    let phone_id = john
-        .get("/sessions/")
-        .await
-        .body
+    let phone_id = john.get("/sessions/").await.body["results"]
         .as_array()
         .unwrap()
         .iter()

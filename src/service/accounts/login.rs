@@ -68,7 +68,10 @@ impl Accounts {
                     let credential = Some(session.public_id.clone());
                     self.emit(EventKind::SessionRevoked, origin, Some(&previous.user), credential).await;
                 }
-                sessions::create(&self.db, &user, origin, self.session_age).await.map_err(ServiceError::from)?.0
+                let key =
+                    sessions::create(&self.db, &user, origin, self.session_age).await.map_err(ServiceError::from)?.0;
+                self.trim_sessions(&user, origin).await?;
+                key
             }
         };
         users::record_login(&self.db, user.id).await?;
@@ -92,7 +95,20 @@ impl Accounts {
     pub async fn create_token(&self, user: &user::Model, name: &str, origin: &Origin) -> Result<String, ServiceError> {
         let (key, token) = tokens::create(&self.db, user.id, name, self.token_ttl).await?;
         self.emit(EventKind::TokenCreated, origin, Some(user), Some(token.id.to_string())).await;
+        for old in tokens::trim_for_user(&self.db, user.id, self.max_tokens).await? {
+            let ctx = origin.event(Some(user), Some(old.id.to_string())).with_detail(json!({"reason": "limit"}));
+            self.emit_with(EventKind::TokenRevoked, ctx).await;
+        }
         Ok(key)
+    }
+
+    /// `session.max_per_user`: the least recently used sessions beyond it end.
+    async fn trim_sessions(&self, user: &user::Model, origin: &Origin) -> Result<(), ServiceError> {
+        for old in sessions::trim_for_user(&self.db, user.id, self.max_sessions).await? {
+            let ctx = origin.event(Some(user), Some(old.public_id)).with_detail(json!({"reason": "limit"}));
+            self.emit_with(EventKind::SessionRevoked, ctx).await;
+        }
+        Ok(())
     }
 
     /// `POST /api/token/`: checks the password and issues a JWT pair in a new family.

@@ -42,6 +42,9 @@ pub struct Accounts {
     jwt: Arc<Jwt>,
     session_age: chrono::Duration,
     token_ttl: u64,
+    /// `session.max_per_user`, `token.max_per_user`.
+    max_sessions: u64,
+    max_tokens: u64,
 }
 
 /// The collaborators the use cases need, built at start-up.
@@ -88,6 +91,8 @@ impl Accounts {
             jwt: parts.jwt,
             session_age: settings.session.age(),
             token_ttl: settings.token.ttl,
+            max_sessions: settings.session.max_per_user,
+            max_tokens: settings.token.max_per_user,
         }
     }
 
