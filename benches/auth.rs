@@ -73,6 +73,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("argon2id_verify_configured_params", |b| {
         b.to_async(&rt).iter(|| f.state.passwords.verify(PASSWORD.into(), Some(f.password_hash.clone())))
     });
+    g.bench_function("argon2id_hash_configured_params", |b| {
+        b.to_async(&rt).iter(|| f.state.passwords.hash(PASSWORD.into()))
+    });
     g.finish();
 
     c.bench_function("token/sha256_digest", |b| b.iter(|| crypto::digest(black_box(&f.token_key))));

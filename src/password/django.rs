@@ -153,6 +153,9 @@ impl Hasher for DjangoArgon2 {
             return false;
         }
         let mut actual = vec![0u8; expected.len()];
+        // A temporary working area, not one of the pool's (see `argon2id`): Django's default
+        // of 100 MiB would not fit in one, glibc maps and unmaps blocks that large, and the
+        // hash is replaced by our argon2id at this login.
         Argon2::new(algorithm, version, params).hash_password_into(password, salt, &mut actual).is_ok()
             && same(&actual, expected.as_bytes())
     }

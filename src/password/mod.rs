@@ -4,50 +4,26 @@
 //! Django log in with their existing passwords and are rehashed as argon2id at that login.
 //!
 //! As Django's `PASSWORD_HASHERS`: a list of hashers, the first one hashes new passwords, all
-//! of them verify, and whether a stored hash "needs upgrade" (another algorithm, or weaker
-//! parameters than configured) is a property of that hash. Every hash and verification runs
-//! on tokio's blocking pool behind a semaphore, so a login storm queues there and never
-//! occupies the async workers that serve every other request.
+//! of them verify, and whether a stored hash "needs upgrade" (another algorithm, weaker
+//! parameters than configured, another memory size) is a property of that hash. Every hash
+//! and verification runs on tokio's blocking pool behind a semaphore, so a login storm queues
+//! there and never occupies the async workers that serve every other request; each permit
+//! comes with its own argon2 working area (`pool`), so the storm does not grow memory either.
+mod argon2id;
 pub mod django;
+mod pool;
 pub mod validators;
 
 use std::sync::Arc;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
-use tokio::sync::Semaphore;
+pub use argon2id::Argon2Params;
+use argon2id::{Argon2id, Scratch};
+use pool::Pool;
 
 use crate::{config, metrics::Metrics};
 
 /// Django's marker for a user who cannot log in with a password (`set_unusable_password`).
 pub const UNUSABLE_PREFIX: char = '!';
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Argon2Params {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-}
-
-impl Argon2Params {
-    pub fn from_settings(s: &config::Password) -> Result<Self, HashError> {
-        let params = Self {
-            memory_kib: s.argon2_memory_kib,
-            iterations: s.argon2_iterations,
-            parallelism: s.argon2_parallelism,
-        };
-        params.argon2().map(|_| params.clone())
-    }
-
-    fn argon2(&self) -> Result<Argon2<'static>, HashError> {
-        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None).map_err(|e| {
-            HashError::Params(format!(
-                "argon2 parameters m={} t={} p={}: {e}",
-                self.memory_kib, self.iterations, self.parallelism
-            ))
-        })?;
-        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-    }
-}
 
 /// One entry of the hasher list.
 pub trait Hasher: Send + Sync {
@@ -57,38 +33,6 @@ pub trait Hasher: Send + Sync {
     fn verify(&self, password: &[u8], encoded: &str) -> bool;
     /// Whether a hash this hasher made should be replaced (Django's `must_update`).
     fn must_update(&self, encoded: &str) -> bool;
-}
-
-/// argon2id in the PHC string format, at the configured parameters.
-struct Argon2id {
-    params: Argon2Params,
-    argon2: Argon2<'static>,
-}
-
-impl Argon2id {
-    fn hash(&self, password: &[u8]) -> Result<String, HashError> {
-        self.argon2.hash_password(password).map(|h| h.to_string()).map_err(|e| HashError::Hash(e.to_string()))
-    }
-}
-
-impl Hasher for Argon2id {
-    fn identifies(&self, encoded: &str) -> bool {
-        encoded.starts_with("$argon2id$")
-    }
-
-    fn verify(&self, password: &[u8], encoded: &str) -> bool {
-        // The parameters come from the stored hash, so hashes made under older settings verify.
-        PasswordHash::new(encoded).is_ok_and(|hash| self.argon2.verify_password(password, &hash).is_ok())
-    }
-
-    fn must_update(&self, encoded: &str) -> bool {
-        let Ok(hash) = PasswordHash::new(encoded) else { return true };
-        let Ok(stored) = Params::try_from(&hash) else { return true };
-        hash.version != Some(Version::V0x13.into())
-            || stored.m_cost() < self.params.memory_kib
-            || stored.t_cost() < self.params.iterations
-            || stored.p_cost() < self.params.parallelism
-    }
 }
 
 /// What a password check found.
@@ -121,7 +65,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     preferred: Argon2id,
     others: Vec<Box<dyn Hasher>>,
-    permits: Semaphore,
+    pool: Pool,
     /// A real hash of a random password, verified when the user does not exist or has no
     /// usable password, so that such attempts take as long as a wrong password.
     dummy: String,
@@ -130,26 +74,26 @@ struct Inner {
 impl Passwords {
     /// `workers`: how many hashes may run at once (0 = the number of cores).
     pub fn new(settings: &config::Password, metrics: Arc<Metrics>) -> Result<Self, HashError> {
-        let params = Argon2Params::from_settings(settings)?;
-        let preferred = Argon2id { argon2: params.argon2()?, params };
-        let dummy = preferred.hash(random_password().as_bytes())?;
+        let preferred = Argon2id::new(Argon2Params::from_settings(settings)?)?;
+        let mut first = Scratch::new(preferred.blocks());
+        let dummy = preferred.hash(random_password().as_bytes(), &mut first)?;
         let workers = match settings.hash_workers {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             n => n,
         };
-        let permits = Semaphore::new(workers);
-        Ok(Self { inner: Arc::new(Inner { metrics, preferred, others: django::hashers(), permits, dummy }) })
+        let pool = Pool::new(workers, preferred.blocks(), first);
+        Ok(Self { inner: Arc::new(Inner { metrics, preferred, others: django::hashers(), pool, dummy }) })
     }
 
     /// Hashes `password` with the preferred hasher.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        self.blocking(move |inner| inner.preferred.hash(password.as_bytes())).await?
+        self.blocking(move |inner, scratch| inner.preferred.hash(password.as_bytes(), scratch)).await?
     }
 
     /// Checks `password` against `encoded`; `None` (no such user) or an unusable or unknown
     /// format still costs one verification, so the answer's timing tells nothing.
     pub async fn verify(&self, password: String, encoded: Option<String>) -> Result<Verdict, HashError> {
-        self.blocking(move |inner| inner.verify(password.as_bytes(), encoded.as_deref())).await
+        self.blocking(move |inner, scratch| inner.verify(password.as_bytes(), encoded.as_deref(), scratch)).await
     }
 
     /// Whether some hasher in the list reads `encoded` (an imported hash in a format none
@@ -163,18 +107,21 @@ impl Passwords {
         self.inner.must_update(encoded)
     }
 
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Inner) -> T + Send + 'static) -> Result<T, HashError> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &mut Scratch) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
         let metrics = &self.inner.metrics;
         let queued = std::time::Instant::now();
         metrics.hash_queue.inc();
-        let permit = self.inner.permits.acquire().await;
+        let lease = self.inner.pool.lease().await;
         metrics.hash_queue.dec();
         metrics.hash_wait.observe(queued.elapsed().as_secs_f64());
-        let _permit = permit.map_err(|_| HashError::PoolClosed)?;
+        let mut lease = lease?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             lower_thread_priority();
-            f(&inner)
+            f(&inner, lease.scratch())
         })
         .await
         .map_err(|_| HashError::PoolClosed)
@@ -201,24 +148,26 @@ fn lower_thread_priority() {
 }
 
 impl Inner {
-    fn verify(&self, password: &[u8], encoded: Option<&str>) -> Verdict {
-        let hasher: Option<&dyn Hasher> = encoded.and_then(|e| {
-            if self.preferred.identifies(e) {
-                Some(&self.preferred as &dyn Hasher)
-            } else {
-                self.others.iter().find(|h| h.identifies(e)).map(|h| h.as_ref())
-            }
-        });
-        match (hasher, encoded) {
-            (Some(hasher), Some(encoded)) if hasher.verify(password, encoded) => {
-                Verdict::Match { upgrade: self.must_update(encoded) }
-            }
-            (Some(_), Some(_)) => Verdict::Mismatch,
-            _ => {
-                self.preferred.verify(password, &self.dummy);
-                Verdict::Mismatch
-            }
+    fn verify(&self, password: &[u8], encoded: Option<&str>, scratch: &mut Scratch) -> Verdict {
+        let Some(encoded) = encoded else { return self.dummy(password, scratch) };
+        let matched = if self.preferred.identifies(encoded) {
+            self.preferred.verify(password, encoded, scratch)
+        } else if let Some(hasher) = self.others.iter().find(|h| h.identifies(encoded)) {
+            hasher.verify(password, encoded)
+        } else {
+            return self.dummy(password, scratch);
+        };
+        match matched {
+            true => Verdict::Match { upgrade: self.must_update(encoded) },
+            false => Verdict::Mismatch,
         }
+    }
+
+    /// Nothing to check against (no such user, an unusable or unknown hash): the work of a
+    /// wrong password, on the same path, so the answer's timing tells nothing.
+    fn dummy(&self, password: &[u8], scratch: &mut Scratch) -> Verdict {
+        self.preferred.verify(password, &self.dummy, scratch);
+        Verdict::Mismatch
     }
 
     fn must_update(&self, encoded: &str) -> bool {
@@ -266,6 +215,27 @@ mod tests {
         for encoded in [None, Some(unusable_password()), Some("md5$x$y".to_owned()), Some(String::new())] {
             assert_eq!(pw.verify(String::new(), encoded).await.unwrap(), Verdict::Mismatch);
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_mid_hash_keeps_its_permit_and_area_until_the_hash_ends() {
+        // At 19 MiB a hash takes tens of milliseconds: the first two are mid-hash when dropped.
+        let pw = Passwords::new(&config::Password { hash_workers: 2, ..settings(19456) }, metrics()).unwrap();
+        let hash = pw.hash("pw".into()).await.unwrap();
+        let verify = |pw: &Passwords| {
+            let (pw, hash) = (pw.clone(), hash.clone());
+            tokio::spawn(async move { pw.verify("wrong".into(), Some(hash)).await })
+        };
+        let dropped: Vec<_> = (0..6).map(|_| verify(&pw)).collect();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        dropped.iter().for_each(|task| task.abort());
+        for task in (0..6).map(|_| verify(&pw)).collect::<Vec<_>>() {
+            assert_eq!(task.await.unwrap().unwrap(), Verdict::Mismatch);
+        }
+        // Had a dropped request freed its permit early, a later one would have found no free
+        // area and made a third.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await; // the dropped hashes end
+        assert_eq!(pw.inner.pool.free_areas(), 2);
     }
 
     #[tokio::test]
