@@ -3,7 +3,11 @@ use chrono::{DateTime, Utc};
 use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
 
-use super::{ApiTags, caller::Authed, pagination::PageRequest};
+use super::{
+    ApiTags,
+    caller::Authed,
+    pagination::{Page, PageRequest},
+};
 use crate::{error::ApiError, state::AppState, store::user};
 
 pub struct AdminApi {
@@ -42,18 +46,6 @@ impl From<&user::Model> for UserRow {
     }
 }
 
-/// DRF's `PageNumberPagination` envelope.
-#[derive(Debug, Object)]
-pub struct UserPage {
-    pub count: u64,
-    /// The next page's URL (path and query), or null.
-    #[oai(nullable)]
-    pub next: Option<String>,
-    #[oai(nullable)]
-    pub previous: Option<String>,
-    pub results: Vec<UserRow>,
-}
-
 #[OpenApi(tag = "ApiTags::Admin")]
 impl AdminApi {
     /// List users (staff)
@@ -66,13 +58,12 @@ impl AdminApi {
         _caller: Authed,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
-    ) -> Result<Json<UserPage>, ApiError> {
+    ) -> Result<Json<Page<UserRow>>, ApiError> {
         let request = PageRequest::new(page.0, page_size.0);
         let pages = user::Entity::find().order_by_asc(user::Column::Id).paginate(&self.state.db, request.size);
         let count = pages.num_items().await?;
         request.check(count)?;
         let rows = pages.fetch_page(request.page - 1).await?;
-        let (next, previous) = request.links("/users/", count, "");
-        Ok(Json(UserPage { count, next, previous, results: rows.iter().map(UserRow::from).collect() }))
+        Ok(Json(request.page("/users/", count, "", rows.iter().map(UserRow::from).collect())))
     }
 }

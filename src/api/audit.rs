@@ -3,7 +3,11 @@ use chrono::{DateTime, Utc};
 use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
 use serde_json::Value;
 
-use super::{ApiTags, caller::Authed, pagination::PageRequest};
+use super::{
+    ApiTags,
+    caller::Authed,
+    pagination::{Page, PageRequest},
+};
 use crate::{
     error::ApiError,
     service::{
@@ -44,16 +48,6 @@ pub struct AuditEntry {
     pub detail: Value,
 }
 
-#[derive(Debug, Object)]
-pub struct AuditPage {
-    pub count: u64,
-    #[oai(nullable)]
-    pub next: Option<String>,
-    #[oai(nullable)]
-    pub previous: Option<String>,
-    pub results: Vec<AuditEntry>,
-}
-
 const DATETIME_FORMAT: &str =
     "Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].";
 
@@ -90,7 +84,7 @@ impl AuditApi {
         since: Option<&str>,
         until: Option<&str>,
         request: PageRequest,
-    ) -> Result<Json<AuditPage>, ApiError> {
+    ) -> Result<Json<Page<AuditEntry>>, ApiError> {
         let mut errors = FieldErrors::default();
         filter.since = datetime(&mut errors, "since", since);
         filter.until = datetime(&mut errors, "until", until);
@@ -107,8 +101,7 @@ impl AuditApi {
         let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
         let extra: String =
             filters.into_iter().filter_map(|(key, value)| value.map(|v| format!("&{key}={}", encode(v)))).collect();
-        let (next, previous) = request.links(path, count, &extra);
-        Ok(Json(AuditPage { count, next, previous, results: rows.into_iter().map(entry).collect() }))
+        Ok(Json(request.page(path, count, &extra, rows.into_iter().map(entry).collect())))
     }
 }
 
@@ -129,7 +122,7 @@ impl AuditApi {
         until: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
-    ) -> Result<Json<AuditPage>, ApiError> {
+    ) -> Result<Json<Page<AuditEntry>>, ApiError> {
         let filter = Filter { username: user.0, event: event.0, ..Filter::default() };
         self.list("/audit/", filter, since.as_deref(), until.as_deref(), PageRequest::new(page.0, page_size.0)).await
     }
@@ -147,7 +140,7 @@ impl AuditApi {
         until: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
-    ) -> Result<Json<AuditPage>, ApiError> {
+    ) -> Result<Json<Page<AuditEntry>>, ApiError> {
         let filter = Filter { user_id: Some(caller.user.id), event: event.0, ..Filter::default() };
         self.list("/audit/me/", filter, since.as_deref(), until.as_deref(), PageRequest::new(page.0, page_size.0)).await
     }

@@ -1,9 +1,25 @@
 //! DRF's `PageNumberPagination`: `?page=N` (from 1) and `?page_size=N`, the envelope's
 //! `next`/`previous` links, and 404 "Invalid page." past the end.
 use poem::http::StatusCode;
+use poem_openapi::{
+    Object,
+    types::{ParseFromJSON, ToJSON},
+};
 use serde_json::json;
 
 use crate::error::ApiError;
+
+/// DRF's `PageNumberPagination` envelope.
+#[derive(Debug, Object)]
+pub struct Page<T: ParseFromJSON + ToJSON> {
+    pub count: u64,
+    /// The next page's URL (path and query), or null.
+    #[oai(nullable)]
+    pub next: Option<String>,
+    #[oai(nullable)]
+    pub previous: Option<String>,
+    pub results: Vec<T>,
+}
 
 pub const DEFAULT_SIZE: u64 = 100;
 pub const MAX_SIZE: u64 = 1000;
@@ -34,8 +50,14 @@ impl PageRequest {
         Ok(())
     }
 
+    /// The envelope of one page of `count` items at `path` (other filters kept in `extra`).
+    pub fn page<T: ParseFromJSON + ToJSON>(&self, path: &str, count: u64, extra: &str, results: Vec<T>) -> Page<T> {
+        let (next, previous) = self.links(path, count, extra);
+        Page { count, next, previous, results }
+    }
+
     /// `next` and `previous` as paths with the query (other filters kept in `extra`).
-    pub fn links(&self, path: &str, count: u64, extra: &str) -> (Option<String>, Option<String>) {
+    fn links(&self, path: &str, count: u64, extra: &str) -> (Option<String>, Option<String>) {
         let last = count.div_ceil(self.size).max(1);
         let link = |p: u64| format!("{path}?page={p}&page_size={}{extra}", self.size);
         ((self.page < last).then(|| link(self.page + 1)), (self.page > 1).then(|| link(self.page - 1)))

@@ -15,7 +15,7 @@ use super::{
     caller::{Authed, MaybeAuthed},
     cookies,
     fields::{Char, Fields},
-    pagination::PageRequest,
+    pagination::{Page, PageRequest},
 };
 use crate::{
     authn::{Identity, csrf},
@@ -87,17 +87,6 @@ pub struct SessionInfo {
     pub user_agent: Option<String>,
     /// Whether this is the session making the request.
     pub current: bool,
-}
-
-/// DRF's `PageNumberPagination` envelope of sessions.
-#[derive(Debug, Object)]
-pub struct SessionPage {
-    pub count: u64,
-    #[oai(nullable)]
-    pub next: Option<String>,
-    #[oai(nullable)]
-    pub previous: Option<String>,
-    pub results: Vec<SessionInfo>,
 }
 
 /// Optional: with JWT authentication, the refresh token to blacklist too. A session or
@@ -275,13 +264,12 @@ impl SessionApi {
         caller: Authed,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
-    ) -> Result<Json<SessionPage>, ApiError> {
+    ) -> Result<Json<Page<SessionInfo>>, ApiError> {
         let request = PageRequest::new(page.0, page_size.0);
         let current = caller.session().map(|s| s.id);
         let (rows, count) =
             sessions::page_for_user(&self.state.db, caller.user.id, request.page - 1, request.size).await?;
         request.check(count)?;
-        let (next, previous) = request.links("/sessions/", count, "");
         let results = rows
             .into_iter()
             .map(|s| SessionInfo {
@@ -294,7 +282,7 @@ impl SessionApi {
                 user_agent: s.user_agent,
             })
             .collect();
-        Ok(Json(SessionPage { count, next, previous, results }))
+        Ok(Json(request.page("/sessions/", count, "", results)))
     }
 
     /// Revoke one of my sessions

@@ -16,7 +16,7 @@ use super::{
     caller::{Authed, MaybeAuthed},
     cookies,
     fields::{Char, Fields},
-    pagination::PageRequest,
+    pagination::{Page, PageRequest},
 };
 use crate::{
     error::{ApiError, BEARER_CHALLENGE, jwt_error},
@@ -73,17 +73,6 @@ pub struct TokenInfo {
     pub last_used: Option<DateTime<Utc>>,
     #[oai(nullable)]
     pub expires: Option<DateTime<Utc>>,
-}
-
-/// DRF's `PageNumberPagination` envelope of tokens.
-#[derive(Debug, Object)]
-pub struct TokenPage {
-    pub count: u64,
-    #[oai(nullable)]
-    pub next: Option<String>,
-    #[oai(nullable)]
-    pub previous: Option<String>,
-    pub results: Vec<TokenInfo>,
 }
 
 /// Username and password, as simplejwt's `TokenObtainPairView` takes them.
@@ -227,12 +216,11 @@ impl TokenApi {
         caller: Authed,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))] page_size: Query<Option<u64>>,
-    ) -> Result<Json<TokenPage>, ApiError> {
+    ) -> Result<Json<Page<TokenInfo>>, ApiError> {
         let request = PageRequest::new(page.0, page_size.0);
         let (rows, count) =
             tokens::page_for_user(&self.state.db, caller.user.id, request.page - 1, request.size).await?;
         request.check(count)?;
-        let (next, previous) = request.links("/tokens/", count, "");
         let results = rows
             .into_iter()
             .map(|t| TokenInfo {
@@ -243,7 +231,7 @@ impl TokenApi {
                 expires: t.expires_at,
             })
             .collect();
-        Ok(Json(TokenPage { count, next, previous, results }))
+        Ok(Json(request.page("/tokens/", count, "", results)))
     }
 
     /// Revoke one of my tokens
