@@ -39,6 +39,8 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let chains = api::policy::ViewChains::new(&state);
     let metrics = std::sync::Arc::clone(&state.metrics);
     let scrape = metrics_endpoint(&state, true);
+    let (auth_request, forward_auth) = api::gateway::endpoints(&state);
+    let (login_page, logout_page) = api::pages::endpoints(&state);
     let headers = api::headers::Headers::new(&state.settings);
     // Outermost first: log; add Django's headers (seeing the cookies written); write
     // cookies (also on error answers); map every error to DRF's JSON; normalise trailing
@@ -48,6 +50,10 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .at("/metrics", scrape)
+        .at("/authz/auth-request", auth_request)
+        .at("/authz/forward-auth", forward_auth)
+        .at("/accounts/login", login_page)
+        .at("/accounts/logout", logout_page)
         .around(move |next, req| {
             crate::api::auth::authenticate(next, req, std::sync::Arc::clone(&shared), std::sync::Arc::clone(&chains))
         })

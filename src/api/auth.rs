@@ -68,10 +68,23 @@ pub async fn authenticate<E: Endpoint>(
 /// Records activity on the session (throttled) and, with `save_every_request`, slides its
 /// expiry and re-sends the cookie with a fresh Max-Age.
 async fn keep_alive(state: &AppState, jar: &CookieJar, caller: &Caller) {
-    let Some(session) = caller.identity.as_deref().and_then(Identity::session) else { return };
     let settings = &state.settings.session;
-    let age = chrono::Duration::seconds(i64::try_from(settings.cookie_age).unwrap_or(i64::MAX / 1000));
     let Some(key) = caller.creds.cookies.get(&settings.cookie_name) else { return };
+    let Some(identity) = caller.identity.as_deref() else { return };
+    record_activity(state, identity, key).await;
+    // Only if the view did not replace or remove the cookie itself (login, logout, password change).
+    let unchanged = jar.get(&settings.cookie_name).is_some_and(|c| c.value_str() == key);
+    if settings.save_every_request && unchanged {
+        jar.add(cookies::session(key, &state.settings));
+    }
+}
+
+/// Records activity on the session `key` names (at most once a minute, see
+/// `sessions::should_touch`), sliding its expiry with `save_every_request`.
+pub async fn record_activity(state: &AppState, identity: &Identity, key: &str) {
+    let Some(session) = identity.session() else { return };
+    let settings = &state.settings.session;
+    let age = settings.age();
     if sessions::should_touch(session.last_seen, age, Utc::now()) {
         let extend = settings.save_every_request.then_some(age);
         if let Err(e) = sessions::touch(&state.db, session.id, extend).await {
@@ -80,15 +93,21 @@ async fn keep_alive(state: &AppState, jar: &CookieJar, caller: &Caller) {
         // The cached copy has the old times: the next request reads the new ones.
         state.cache.forget(&Key::Session(crypto::digest(key)));
     }
-    // Only if the view did not replace or remove the cookie itself (login, logout, password change).
-    let unchanged = jar.get(&settings.cookie_name).is_some_and(|c| c.value_str() == key);
-    if settings.save_every_request && unchanged {
-        jar.add(cookies::session(key, &state.settings));
-    }
 }
 
 /// Gathers what authenticators may look at; nothing else of the request reaches them.
 async fn collect(req: &mut Request, state: &AppState) -> Result<Credentials, ApiError> {
+    let settings = &state.settings;
+    let mut creds = from_headers(req, state);
+    let is_form = req.content_type().is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !creds.is_safe_method() && is_form && creds.cookies.contains_key(&settings.session.cookie_name) {
+        creds.csrf_form = read_form_token(req, settings.server.max_body_bytes).await?;
+    }
+    Ok(creds)
+}
+
+/// What the request's head says: credentials, CSRF header, origin, client.
+pub fn from_headers(req: &Request, state: &AppState) -> Credentials {
     let settings = &state.settings;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
@@ -114,11 +133,7 @@ async fn collect(req: &mut Request, state: &AppState) -> Result<Credentials, Api
         }
     }
     creds.device = req.cookie().get(&settings.throttle.device_cookie_name).map(|c| c.value_str().to_owned());
-    let is_form = req.content_type().is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    if !creds.is_safe_method() && is_form && creds.cookies.contains_key(&settings.session.cookie_name) {
-        creds.csrf_form = read_form_token(req, settings.server.max_body_bytes).await?;
-    }
-    Ok(creds)
+    creds
 }
 
 /// Django reads `csrfmiddlewaretoken` from a form POST; the body is put back for the view.

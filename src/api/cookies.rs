@@ -39,6 +39,9 @@ pub fn session(key: &str, settings: &Settings) -> Cookie {
     let mut cookie = Cookie::new_with_str(&s.cookie_name, key);
     cookie.set_http_only(true);
     cookie.set_path("/");
+    if !s.cookie_domain.is_empty() {
+        cookie.set_domain(&s.cookie_domain);
+    }
     cookie.set_same_site(same_site(&s.cookie_samesite));
     cookie.set_secure(s.cookie_secure);
     if !s.expire_at_browser_close {
@@ -74,6 +77,10 @@ pub fn device(value: &str, settings: &Settings) -> Cookie {
 pub fn removal(name: &str, settings: &Settings) -> Cookie {
     let mut cookie = Cookie::new_with_str(name, "");
     cookie.set_path("/");
+    // A cookie set for a domain is only removed by one for the same domain.
+    if name == settings.session.cookie_name && !settings.session.cookie_domain.is_empty() {
+        cookie.set_domain(&settings.session.cookie_domain);
+    }
     cookie.set_max_age(seconds(0));
     if let Some(epoch) = Utc.timestamp_opt(0, 0).single() {
         cookie.set_expires(epoch);

@@ -82,10 +82,20 @@ pub fn route_label(path: &str) -> &'static str {
         return pattern;
     }
     let path = path.strip_suffix('/').unwrap_or(path);
-    ["/healthz", "/openapi.json", "/docs", "/metrics", "/docs/oauth-receiver.html"]
-        .into_iter()
-        .find(|p| *p == path)
-        .unwrap_or("unmatched")
+    [
+        "/healthz",
+        "/openapi.json",
+        "/docs",
+        "/metrics",
+        "/docs/oauth-receiver.html",
+        "/authz/auth-request",
+        "/authz/forward-auth",
+        "/accounts/login",
+        "/accounts/logout",
+    ]
+    .into_iter()
+    .find(|p| *p == path)
+    .unwrap_or("unmatched")
 }
 
 fn matches(pattern: &str, path: &str) -> bool {

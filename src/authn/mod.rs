@@ -156,6 +156,11 @@ impl Chain {
         self.0.first().and_then(|a| a.challenge())
     }
 
+    /// The first challenge any authenticator offers (a gateway's 401 needs one).
+    pub fn any_challenge(&self) -> Option<String> {
+        self.0.iter().find_map(|a| a.challenge())
+    }
+
     /// Runs the chain: `identity: None` is an anonymous request.
     pub async fn authenticate(&self, creds: &Credentials) -> Result<ChainResult, Refused> {
         let mut result = ChainResult::default();

@@ -71,6 +71,45 @@ pub enum JwtAlgorithm {
     EdDSA,
 }
 
+/// What a `[[gateway.rules]]` entry requires of the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayPolicy {
+    AllowAny,
+    IsAuthenticated,
+    IsAdminUser,
+    IsAuthenticatedOrReadOnly,
+    /// `perm:app_label.codename`.
+    Perm(String),
+    /// `group:NAME`.
+    Group(String),
+}
+
+impl<'de> Deserialize<'de> for GatewayPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let valid_perm =
+            |p: &str| matches!(p.split_once('.'), Some((a, c)) if !a.is_empty() && !c.is_empty() && !c.contains('.'));
+        Ok(match s.as_str() {
+            "allow_any" => Self::AllowAny,
+            "is_authenticated" => Self::IsAuthenticated,
+            "is_admin_user" => Self::IsAdminUser,
+            "is_authenticated_or_read_only" => Self::IsAuthenticatedOrReadOnly,
+            _ => match s.split_once(':') {
+                Some(("perm", perm)) if valid_perm(perm) => Self::Perm(perm.to_owned()),
+                Some(("group", group)) if !group.is_empty() && group.chars().count() <= 150 => {
+                    Self::Group(group.to_owned())
+                }
+                _ => {
+                    return Err(D::Error::custom(format!(
+                        "{s:?} is not a policy (allow_any, is_authenticated, is_admin_user, \
+                         is_authenticated_or_read_only, \"perm:app_label.codename\" or \"group:NAME\")"
+                    )));
+                }
+            },
+        })
+    }
+}
+
 /// A throttle rate in DRF's "N/period" format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {

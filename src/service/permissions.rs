@@ -147,3 +147,26 @@ fn added<T>(inserted: Result<T, DbErr>) -> Result<bool, ServiceError> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// The names of the user's groups, sorted.
+pub async fn group_names(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<String>, DbErr> {
+    let ids: Vec<i64> = user_groups::Entity::find()
+        .select_only()
+        .column(user_groups::Column::GroupId)
+        .filter(user_groups::Column::UserId.eq(user_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut names: Vec<String> = group::Entity::find()
+        .select_only()
+        .column(group::Column::Name)
+        .filter(group::Column::Id.is_in(ids))
+        .into_tuple()
+        .all(db)
+        .await?;
+    names.sort();
+    Ok(names)
+}

@@ -58,7 +58,9 @@ fn configuration_errors_name_the_key_and_stop_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     type Env<'a> = &'a [(&'a str, String)];
-    let cases: [(&str, Env, &str); 5] = [
+    let cases: [(&str, Env, &str); 7] = [
+        ("[[gateway.rules]]\npath = \"/x/\"\npolicy = \"is_wizard\"\n", &[], "gateway.rules"),
+        ("[[gateway.rules]]\npath = \"x\"\npolicy = \"allow_any\"\n", &[], "gateway.rules[0]"),
         ("[server]\nbnd = \"127.0.0.1:0\"\n", &[], "bnd"),
         ("[server]\nmax_body_bytes = \"lots\"\n", &[], "server.max_body_bytes"),
         ("[auth]\nchain = [\"session\", \"magic\"]\n", &[], "auth.chain"),

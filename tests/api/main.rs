@@ -10,6 +10,7 @@ mod csrf;
 mod django;
 mod doors;
 mod errors;
+mod gateway;
 mod headers;
 mod helpers;
 mod jwt;
