@@ -33,6 +33,10 @@ enum Mode {
     ForwardAuth,
 }
 
+/// The caller, for the proxy to copy to the upstream.
+const REMOTE_HEADERS: [&str; 6] =
+    ["remote-user", "remote-user-id", "remote-email", "remote-name", "remote-groups", "remote-auth"];
+
 struct Gateway {
     state: AppState,
     chain: Chain,
@@ -86,10 +90,18 @@ impl Gateway {
         }
     }
 
-    /// 200, with the caller for the upstream.
+    /// 200, with the caller for the upstream. An anonymous caller (an `allow_any` rule) gets
+    /// the headers empty rather than absent: Caddy 2.6's `copy_headers` sends an absent one
+    /// to the upstream as its literal placeholder (`{http.reverse_proxy.header.Remote-User}`),
+    /// while nginx drops an empty one.
     async fn allowed(&self, identity: Option<&Identity>, creds: &Credentials) -> Response {
         let mut resp = StatusCode::OK.into_response();
-        let Some(identity) = identity else { return resp };
+        let Some(identity) = identity else {
+            for name in REMOTE_HEADERS {
+                resp.headers_mut().insert(name, HeaderValue::from_static(""));
+            }
+            return resp;
+        };
         if let Some(key) = creds.cookies.get(&self.state.settings.session.cookie_name) {
             auth::record_activity(&self.state, identity, key).await;
         }
@@ -97,14 +109,14 @@ impl Gateway {
         let user = &identity.user;
         let name = format!("{} {}", user.first_name, user.last_name);
         let values = [
-            ("remote-user", user.username.as_str()),
-            ("remote-user-id", &user.id.to_string()),
-            ("remote-email", user.email.as_str()),
-            ("remote-name", name.trim()),
-            ("remote-groups", &groups.join(",")),
-            ("remote-auth", identity.method.as_str()),
+            user.username.as_str(),
+            &user.id.to_string(),
+            user.email.as_str(),
+            name.trim(),
+            &groups.join(","),
+            identity.method.as_str(),
         ];
-        for (name, value) in values {
+        for (name, value) in REMOTE_HEADERS.into_iter().zip(values) {
             resp.headers_mut().insert(name, header_value(value));
         }
         resp
