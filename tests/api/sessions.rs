@@ -211,13 +211,22 @@ async fn cookie_flags_follow_the_config() {
         s.session.cookie_samesite = portcullis::config::SameSite::Strict;
         s.csrf.cookie_secure = true;
         s.session.cookie_name = "sid".into();
+        s.session.cookie_domain = "example.test".into();
     })
     .await;
     app.register("john").await;
     let res = app.post_json("/login/", &json!({"username": "john", "password": STRONG})).await;
     let cookie = set_cookie(&res, "sid").unwrap();
     assert!(cookie.contains("Secure") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(cookie.contains("Domain=example.test"), "SESSION_COOKIE_DOMAIN: {cookie}");
     assert!(set_cookie(&res, "csrftoken").unwrap().contains("Secure"));
+    // Removing a domain cookie takes the same domain.
+    let sid = cookie.split(';').next().unwrap().to_owned();
+    let token = app.token("john").await;
+    app.call(poem::http::Method::POST, "/logoutall/", &[("authorization", &format!("Token {token}"))], None).await;
+    let res = app.call(poem::http::Method::GET, "/csrf/", &[("cookie", &sid)], None).await;
+    let removal = set_cookie(&res, "sid").unwrap();
+    assert!(removal.contains("Max-Age=0") && removal.contains("Domain=example.test"), "{removal}");
 }
 
 #[tokio::test]
