@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod django_import;
 pub mod error;
 pub mod events;
+pub mod mail;
 pub mod metrics;
 pub mod net;
 pub mod password;

@@ -5,6 +5,7 @@
 //! typo or a wrong type stops start-up with a message naming the key instead of being ignored.
 //! Values are typed ([`values`]) and parsed here once; this module depends on nothing else
 //! of portcullis.
+mod email;
 pub mod values;
 
 use std::{net::SocketAddr, path::Path};
@@ -15,8 +16,10 @@ use figment::{
 };
 use serde::Deserialize;
 
+pub use email::{Account, Email};
 pub use values::{
-    AuthScheme, DefaultPermission, DerivedRate, JwtAlgorithm, Network, Rate, SameSite, Secret, ThrottleBackend,
+    AuthScheme, DefaultPermission, DerivedRate, EmailBackend, EmailVerification, JwtAlgorithm, Network, Rate, SameSite,
+    Secret, ThrottleBackend,
 };
 
 /// The documented defaults, compiled into the binary.
@@ -37,6 +40,8 @@ pub struct Settings {
     pub throttle: Throttle,
     pub metrics: Metrics,
     pub audit: Audit,
+    pub email: Email,
+    pub account: Account,
     pub log: Log,
 }
 
@@ -264,6 +269,8 @@ impl Settings {
         self.validate_auth()?;
         self.validate_cookies()?;
         self.validate_jwt()?;
+        self.email.validate()?;
+        self.account.validate()?;
         self.validate_throttle()
     }
 
