@@ -18,6 +18,7 @@ mod observability;
 mod openapi;
 mod policy;
 mod process;
+mod recovery;
 mod register;
 mod scale;
 mod sessions;
