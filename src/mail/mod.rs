@@ -13,7 +13,10 @@ use std::{
 
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::{Mailbox, header::ContentType},
+    message::{
+        Body, Mailbox,
+        header::{ContentTransferEncoding, ContentType},
+    },
 };
 
 use crate::config::{self, EmailBackend};
@@ -82,8 +85,9 @@ impl Mailer {
         let message = self.message(letter)?;
         match self.backend.as_ref() {
             Backend::Console => {
-                let mut bytes = message.formatted();
-                bytes.extend_from_slice(format!("\n{CONSOLE_RULE}\n").as_bytes());
+                // The message as a terminal shows it: line ends of the platform, not the wire's CRLF.
+                let text = String::from_utf8_lossy(&message.formatted()).replace("\r\n", "\n");
+                let bytes = format!("{text}\n{CONSOLE_RULE}\n").into_bytes();
                 // Writing to a pipe nobody reads blocks: never on an async worker.
                 tokio::task::spawn_blocking(move || {
                     let mut out = std::io::stdout().lock();
@@ -117,7 +121,7 @@ impl Mailer {
             .message_id(Some(id))
             .date_now()
             .header(ContentType::TEXT_PLAIN)
-            .body(letter.body.clone())
+            .body(body(&letter.body))
             .map_err(|e| MailError::Build(e.to_string()))
     }
 
@@ -128,6 +132,19 @@ impl Mailer {
             _ => Vec::new(),
         }
     }
+}
+
+/// 7bit, or 8bit beyond ASCII (as Django sends UTF-8 text): never quoted-printable, whose
+/// soft line breaks cut a link in two for whoever reads the message raw (the console).
+/// lettre would choose quoted-printable for any line over 76 characters; RFC 5322 allows 998
+/// bytes. Longer lines (never ours) get lettre's choice.
+fn body(text: &str) -> Body {
+    let crlf = text.replace("\r\n", "\n").replace('\r', "\n").replace('\n', "\r\n");
+    if crlf.contains('\0') || crlf.split("\r\n").any(|line| line.len() > 998) {
+        return Body::new(text.to_owned());
+    }
+    let encoding = if crlf.is_ascii() { ContentTransferEncoding::SevenBit } else { ContentTransferEncoding::EightBit };
+    Body::dangerous_pre_encoded(crlf.into_bytes(), encoding)
 }
 
 /// lettre's errors may quote the connection URL, which can hold a password.
@@ -154,6 +171,8 @@ mod tests {
             body: format!("Hello Zoë,\n\nhttps://app.example.com/reset/MQ/{}/\n", "a".repeat(60)),
         };
         let text = String::from_utf8(mailer().message(&letter).unwrap().formatted()).unwrap();
+        assert!(text.contains("Content-Transfer-Encoding: 8bit\r\n"), "{text}");
+        assert!(text.contains(&format!("https://app.example.com/reset/MQ/{}/\r\n", "a".repeat(60))), "one line");
         for header in [
             "From: Portcullis <noreply@auth.example.com>\r\n",
             "To: ann@example.com\r\n",

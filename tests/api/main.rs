@@ -23,3 +23,4 @@ mod register;
 mod scale;
 mod sessions;
 mod tokens;
+mod verification;

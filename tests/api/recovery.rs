@@ -260,3 +260,32 @@ async fn a_mail_server_that_is_not_there_is_a_counted_failure_never_a_slow_or_fa
     assert!(metrics.contains(r#"portcullis_emails_total{kind="password_reset",outcome="failed"} 1"#), "{metrics}");
     assert_eq!(events(&app, "password_reset_requested").await[0]["detail"], json!({"mail": "failed"}));
 }
+
+#[test]
+fn sendtestemail_prints_a_whole_message_on_the_console_and_fails_on_a_dead_server() {
+    let (db, dir) = (crate::helpers::TestDb::new(), tempfile::tempdir().unwrap());
+    let out = crate::process::run(dir.path(), &db.env(), &["sendtestemail", "ann@example.com"], "");
+    let stdout = crate::process::text(&out.stdout);
+    assert!(out.status.success(), "{}", crate::process::text(&out.stderr));
+    for header in ["From: webmaster@localhost", "To: ann@example.com", "Subject: Test email from ", "Date: ", "Message-ID: <"]
+    {
+        assert!(stdout.contains(header), "{header} in {stdout}");
+    }
+    assert!(stdout.contains("If you're reading this, it was successful."));
+    assert!(stdout.trim_end().ends_with("Sent a test email to ann@example.com."), "{stdout}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = [
+        db.env(),
+        vec![
+            ("PORTCULLIS_EMAIL__BACKEND", "smtp".to_owned()),
+            ("PORTCULLIS_EMAIL__SMTP_URL", format!("smtp://user:hunter2@127.0.0.1:{port}")),
+        ],
+    ]
+    .concat();
+    let out = crate::process::run(dir.path(), &env, &["sendtestemail", "ann@example.com"], "");
+    let stderr = crate::process::text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("could not send to ann@example.com"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the URL's password reached the message: {stderr}");
+}
