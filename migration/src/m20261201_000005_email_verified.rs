@@ -18,7 +18,10 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .alter_table(
-                Table::alter().table(AuthUser::Table).add_column(boolean(Column::EmailVerified).default(false)).to_owned(),
+                Table::alter()
+                    .table(AuthUser::Table)
+                    .add_column(boolean(Column::EmailVerified).default(false))
+                    .to_owned(),
             )
             .await
     }

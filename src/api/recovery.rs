@@ -156,7 +156,11 @@ impl RecoveryApi {
     /// dj-rest-auth's `VerifyEmailView`: the key from the verification link
     /// (`email.verify_email_url`). 404 for a key that is unknown, expired or already used.
     #[oai(path = "/registration/verify-email/", method = "post", operation_id = "verify_email")]
-    async fn verify_email(&self, caller: MaybeAuthed, body: DrfBody<VerifyEmailRequest>) -> Result<DetailResponse, ApiError> {
+    async fn verify_email(
+        &self,
+        caller: MaybeAuthed,
+        body: DrfBody<VerifyEmailRequest>,
+    ) -> Result<DetailResponse, ApiError> {
         let key = field(&body.data, "key", Char::REQUIRED)?;
         self.state.accounts.verify_email(&key, &caller.origin()).await?;
         Ok(detail("ok"))

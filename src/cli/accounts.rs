@@ -109,5 +109,13 @@ fn superuser(username: Option<String>, email: Option<String>, noinput: bool) -> 
     };
     // The operator vouches for the address: under `account.email_verification = "mandatory"`
     // the superuser can log in without a verification mail.
-    Ok(NewUser { username, email, password, is_staff: true, is_superuser: true, email_verified: true, ..NewUser::default() })
+    Ok(NewUser {
+        username,
+        email,
+        password,
+        is_staff: true,
+        is_superuser: true,
+        email_verified: true,
+        ..NewUser::default()
+    })
 }

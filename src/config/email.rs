@@ -44,7 +44,10 @@ pub struct Account {
 impl Email {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(invalid("email.from", format!("{:?} is not an address like \"Name <a@example.com>\"", self.from)));
+            return Err(invalid(
+                "email.from",
+                format!("{:?} is not an address like \"Name <a@example.com>\"", self.from),
+            ));
         }
         if self.backend == EmailBackend::Smtp {
             let scheme = url::Url::parse(self.smtp_url.expose()).map(|u| u.scheme().to_owned());

@@ -58,8 +58,7 @@ enum Backend {
 }
 
 /// Separates messages on the console, as Django's console backend does.
-const CONSOLE_RULE: &str =
-    "-------------------------------------------------------------------------------";
+const CONSOLE_RULE: &str = "-------------------------------------------------------------------------------";
 
 impl Mailer {
     /// The configured backend. Connecting waits for the first mail (a server that is down at
@@ -97,11 +96,13 @@ impl Mailer {
                 .map_err(|e| MailError::Console(e.to_string()))?
                 .map_err(|e| MailError::Console(e.to_string()))
             }
-            Backend::Smtp { transport, deadline } => match tokio::time::timeout(*deadline, transport.send(message)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(MailError::Smtp(without_url(&e.to_string()))),
-                Err(_) => Err(MailError::Timeout(*deadline)),
-            },
+            Backend::Smtp { transport, deadline } => {
+                match tokio::time::timeout(*deadline, transport.send(message)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(MailError::Smtp(without_url(&e.to_string()))),
+                    Err(_) => Err(MailError::Timeout(*deadline)),
+                }
+            }
             Backend::Memory(sent) => {
                 sent.lock().unwrap_or_else(|e| e.into_inner()).push(letter.clone());
                 Ok(())

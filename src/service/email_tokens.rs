@@ -209,7 +209,9 @@ mod tests {
             assert!(!tokens.check_reset_token(&user, &token, now));
         }
         assert!(!EmailTokens::new("other", 3600, 3600).check_reset_token(&ann(), &token, now));
-        for bad in ["", "-", "x", "zzzzzzzzzzzzzz-00", &format!("0{token}"), &token[..token.len() - 1], &format!("{token}0")] {
+        for bad in
+            ["", "-", "x", "zzzzzzzzzzzzzz-00", &format!("0{token}"), &token[..token.len() - 1], &format!("{token}0")]
+        {
             assert!(!tokens.check_reset_token(&ann(), bad, now), "{bad}");
         }
     }

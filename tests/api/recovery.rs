@@ -60,7 +60,9 @@ async fn events(app: &TestApp, event: &str) -> Vec<Value> {
     app.state.events.flush().await;
     let filter = Filter { event: Some(event.into()), ..Filter::default() };
     let (rows, _) = audit_log::page(&app.state.db, &filter, 0, 100).await.unwrap();
-    rows.into_iter().map(|r| json!({"user": r.username, "detail": serde_json::from_str::<Value>(&r.detail).unwrap()})).collect()
+    rows.into_iter()
+        .map(|r| json!({"user": r.username, "detail": serde_json::from_str::<Value>(&r.detail).unwrap()}))
+        .collect()
 }
 
 #[tokio::test]
@@ -153,9 +155,15 @@ async fn every_error_row_of_the_confirmation() {
         (confirm(&app, "OTk5", &token, NEW).await, bad("uid")),
         (confirm(&app, &uid, "cz8wpe-00000000000000000000000000000000", NEW).await, bad("token")),
         (confirm(&app, &uid, "nonsense", NEW).await, bad("token")),
-        (confirm(&app, &uid, &token, "short").await, json!({"new_password2": [
-            "This password is too short. It must contain at least 8 characters."]})),
-        (confirm(&app, &uid, &token, "40958172635491").await, json!({"new_password2": ["This password is entirely numeric."]})),
+        (
+            confirm(&app, &uid, &token, "short").await,
+            json!({"new_password2": [
+            "This password is too short. It must contain at least 8 characters."]}),
+        ),
+        (
+            confirm(&app, &uid, &token, "40958172635491").await,
+            json!({"new_password2": ["This password is entirely numeric."]}),
+        ),
     ];
     for (res, want) in cases {
         assert_eq!((res.status, &res.body), (StatusCode::BAD_REQUEST, &want));
@@ -204,10 +212,7 @@ async fn of_two_confirmations_racing_with_one_link_one_wins() {
     register_with(&app, "ann", "ann@example.com").await;
     reset(&app, "ann@example.com").await;
     let (uid, token) = link(&app).await;
-    let (a, b) = tokio::join!(
-        confirm(&app, &uid, &token, NEW),
-        confirm(&app, &uid, &token, "the-0ther-passphrase")
-    );
+    let (a, b) = tokio::join!(confirm(&app, &uid, &token, NEW), confirm(&app, &uid, &token, "the-0ther-passphrase"));
     let mut statuses = [a.status, b.status];
     statuses.sort();
     assert_eq!(statuses, [StatusCode::OK, StatusCode::BAD_REQUEST], "{} / {}", a.body, b.body);
@@ -231,7 +236,10 @@ async fn requests_are_throttled_per_address_and_per_client_whether_or_not_the_ad
         assert!(res.body["detail"].as_str().unwrap().starts_with("Request was throttled. Expected available in"));
         assert!(res.headers.get("retry-after").is_some());
     }
-    assert_eq!(app.post_json("/registration/resend-email/", &json!({"email": "x@example.com"})).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post_json("/registration/resend-email/", &json!({"email": "x@example.com"})).await.status,
+        StatusCode::OK
+    );
     let res = reset(&app, "y@example.com").await;
     assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "the client's fifth request an hour was its last");
     assert_eq!(letters(&app).await.len(), 2, "the throttled requests sent nothing");
@@ -267,7 +275,8 @@ fn sendtestemail_prints_a_whole_message_on_the_console_and_fails_on_a_dead_serve
     let out = crate::process::run(dir.path(), &db.env(), &["sendtestemail", "ann@example.com"], "");
     let stdout = crate::process::text(&out.stdout);
     assert!(out.status.success(), "{}", crate::process::text(&out.stderr));
-    for header in ["From: webmaster@localhost", "To: ann@example.com", "Subject: Test email from ", "Date: ", "Message-ID: <"]
+    for header in
+        ["From: webmaster@localhost", "To: ann@example.com", "Subject: Test email from ", "Date: ", "Message-ID: <"]
     {
         assert!(stdout.contains(header), "{header} in {stdout}");
     }

@@ -56,7 +56,10 @@ async fn mandatory_verification_refuses_every_door_after_the_password_check_unti
 
     let sent = letters(&app).await;
     assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].to.as_str(), sent[0].subject.as_str()), ("ann@example.com", "Please confirm your email address on localhost:3000"));
+    assert_eq!(
+        (sent[0].to.as_str(), sent[0].subject.as_str()),
+        ("ann@example.com", "Please confirm your email address on localhost:3000")
+    );
     let key = key(&app).await;
     let res = verify(&app, &key).await;
     assert_eq!((res.status, &res.body), (StatusCode::OK, &json!({"detail": "ok"})));
@@ -75,7 +78,14 @@ async fn users_without_an_address_cannot_log_in_under_mandatory_but_an_operators
     assert!(letters(&app).await.is_empty(), "no address, no mail");
     let out = crate::process::run(
         tempfile::tempdir().unwrap().path(),
-        &[app.db.env(), vec![("PORTCULLIS_SUPERUSER_PASSWORD", STRONG.to_owned()), ("PORTCULLIS_ACCOUNT__EMAIL_VERIFICATION", "mandatory".into())]].concat(),
+        &[
+            app.db.env(),
+            vec![
+                ("PORTCULLIS_SUPERUSER_PASSWORD", STRONG.to_owned()),
+                ("PORTCULLIS_ACCOUNT__EMAIL_VERIFICATION", "mandatory".into()),
+            ],
+        ]
+        .concat(),
         &["createsuperuser", "--username", "root", "--email", "root@example.com", "--noinput"],
         "",
     );

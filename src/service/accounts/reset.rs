@@ -54,7 +54,8 @@ impl Accounts {
             let letter = self.mail.reset_letter(&user, &self.mail.tokens.reset_token(&user, Utc::now()));
             let sent = self.deliver(RESET, &user, &letter).await;
             let detail = json!({"mail": if sent { "sent" } else { "failed" }});
-            self.emit_with(EventKind::PasswordResetRequested, origin.event(Some(&user), None).with_detail(detail)).await;
+            self.emit_with(EventKind::PasswordResetRequested, origin.event(Some(&user), None).with_detail(detail))
+                .await;
         }
     }
 
@@ -79,13 +80,14 @@ impl Accounts {
         if confirmation.new_password1 != confirmation.new_password2 {
             return Err(ServiceError::Invalid(FieldErrors::single("new_password2", MISMATCH)));
         }
-        let (user, _) = self.replace_password(user, confirmation.new_password2, Keep::default(), origin).await.map_err(
-            |e| match e {
+        let (user, _) = self
+            .replace_password(user, confirmation.new_password2, Keep::default(), origin)
+            .await
+            .map_err(|e| match e {
                 ServiceError::Invalid(errors) => ServiceError::Invalid(errors.renamed("password", "new_password2")),
                 ServiceError::Conflict(_) => invalid("token"),
                 other => other,
-            },
-        )?;
+            })?;
         self.emit(EventKind::PasswordResetCompleted, origin, Some(&user), None).await;
         Ok(user)
     }
