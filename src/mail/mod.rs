@@ -57,6 +57,9 @@ enum Backend {
     Memory(Mutex<Vec<Letter>>),
 }
 
+/// Messages the memory backend keeps (the newest).
+const MEMORY_KEEPS: usize = 1000;
+
 /// Separates messages on the console, as Django's console backend does.
 const CONSOLE_RULE: &str = "-------------------------------------------------------------------------------";
 
@@ -104,7 +107,12 @@ impl Mailer {
                 }
             }
             Backend::Memory(sent) => {
-                sent.lock().unwrap_or_else(|e| e.into_inner()).push(letter.clone());
+                let mut sent = sent.lock().unwrap_or_else(|e| e.into_inner());
+                // Bounded, should it ever be configured outside tests.
+                if sent.len() >= MEMORY_KEEPS {
+                    sent.remove(0);
+                }
+                sent.push(letter.clone());
                 Ok(())
             }
         }

@@ -145,8 +145,9 @@ impl Accounts {
         let result = self.mail.mailer.send(letter).await;
         let outcome = if result.is_ok() { "sent" } else { "failed" };
         self.mail.metrics.emails.get_or_create(&MailLabels { kind, outcome }).inc();
-        if let Err(e) = &result {
-            tracing::warn!(kind, user_id = user.id, error = %e, "could not send a mail");
+        match &result {
+            Ok(()) => tracing::info!(kind, user_id = user.id, "mail sent"),
+            Err(e) => tracing::warn!(kind, user_id = user.id, error = %e, "could not send a mail"),
         }
         result.is_ok()
     }
