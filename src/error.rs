@@ -59,8 +59,16 @@ pub const NOT_AUTHENTICATED: &str = "Authentication credentials were not provide
 /// simplejwt's challenge, on its 401s.
 pub const BEARER_CHALLENGE: &str = "Bearer realm=\"api\"";
 pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
+/// dj-rest-auth's refusal of a right password under allauth's mandatory verification.
+pub const EMAIL_NOT_VERIFIED: &str = "E-mail is not verified.";
 
 impl ApiError {
+    /// The one answer of every door that takes a password to an unverified user under
+    /// `account.email_verification = "mandatory"`, whatever its answer to a wrong password.
+    pub fn email_not_verified() -> Self {
+        Self::Validation(FieldErrors::single("non_field_errors", EMAIL_NOT_VERIFIED))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) | Self::Parse(_) => StatusCode::BAD_REQUEST,
@@ -182,6 +190,7 @@ impl From<Refused> for ApiError {
                 Self::Body { status, body, challenge }
             }
             Failure::Throttled(wait) => Self::Throttled { wait },
+            Failure::EmailNotVerified => Self::email_not_verified(),
             Failure::Csrf(reason) => Self::PermissionDenied(format!("CSRF Failed: {reason}")),
             Failure::Unavailable(cause) => Self::Unavailable(cause),
         }
@@ -208,6 +217,9 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::Hash(e) => e.into(),
             ServiceError::Signing(e) => Self::Internal(e.to_string()),
             ServiceError::Unavailable(cause) => Self::Unavailable(cause),
+            ServiceError::Conflict(detail) => {
+                Self::Body { status: StatusCode::CONFLICT, body: json!({ "detail": detail }), challenge: None }
+            }
         }
     }
 }

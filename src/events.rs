@@ -49,6 +49,15 @@ pub enum EventKind {
     Throttled,
     /// `import-django` wrote users, groups, permissions, tokens or sessions.
     DjangoImport,
+    /// `POST /password/reset/` for an address: the user it reached (none for an unknown
+    /// address, `detail.address_known = false`), `detail.mail` sent or failed.
+    PasswordResetRequested,
+    /// A reset link set a new password (beside the `password_changed` it caused).
+    PasswordResetCompleted,
+    /// A verification mail went out (registration, `/registration/resend-email/`).
+    EmailVerificationSent,
+    /// A verification link was followed: the user's address is verified.
+    EmailVerified,
 }
 
 impl EventKind {
@@ -66,6 +75,10 @@ impl EventKind {
                 | Self::GroupJoined
                 | Self::PermissionGranted
                 | Self::Throttled
+                | Self::PasswordResetRequested
+                | Self::PasswordResetCompleted
+                | Self::EmailVerificationSent
+                | Self::EmailVerified
         )
     }
 
@@ -91,10 +104,14 @@ impl EventKind {
             Self::RefreshReuseDetected => "refresh_reuse_detected",
             Self::Throttled => "throttled",
             Self::DjangoImport => "django_import",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordResetCompleted => "password_reset_completed",
+            Self::EmailVerificationSent => "email_verification_sent",
+            Self::EmailVerified => "email_verified",
         }
     }
 
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 24] = [
         Self::UserCreated,
         Self::LoginSucceeded,
         Self::LoginFailed,
@@ -115,6 +132,10 @@ impl EventKind {
         Self::RefreshReuseDetected,
         Self::Throttled,
         Self::DjangoImport,
+        Self::PasswordResetRequested,
+        Self::PasswordResetCompleted,
+        Self::EmailVerificationSent,
+        Self::EmailVerified,
     ];
 }
 
@@ -219,6 +240,7 @@ impl Events {
                     Some("login") => "login",
                     Some("anon") => "anon",
                     Some("user") => "user",
+                    Some("email") => "email",
                     _ => "other",
                 };
                 m.throttled.get_or_create(&ScopeLabels { scope }).inc();

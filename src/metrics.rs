@@ -48,6 +48,14 @@ pub struct ScopeLabels {
     pub scope: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MailLabels {
+    /// password_reset, email_verification, test
+    pub kind: &'static str,
+    /// sent, failed (the server refused, timed out or was unreachable), dropped (queue full)
+    pub outcome: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to ~3.3 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
@@ -74,6 +82,7 @@ pub struct Metrics {
     pub db_pool_idle: Gauge,
     pub audit_written: Counter,
     pub audit_dropped: Counter,
+    pub emails: Family<MailLabels, Counter>,
 }
 
 impl Metrics {
@@ -98,6 +107,7 @@ impl Metrics {
             db_pool_idle: Gauge::default(),
             audit_written: Counter::default(),
             audit_dropped: Counter::default(),
+            emails: Family::default(),
         };
         let r = &mut m.registry;
         r.register("http_requests", "HTTP requests by route, method and status", m.requests.clone());
@@ -125,6 +135,7 @@ impl Metrics {
         r.register("db_pool_idle_connections", "Idle database connections", m.db_pool_idle.clone());
         r.register("audit_events_written", "Audit events written to the database", m.audit_written.clone());
         r.register("audit_events_dropped", "Audit events dropped because the queue was full", m.audit_dropped.clone());
+        r.register("emails", "Recovery and test mails by kind and outcome (sent, failed, dropped)", m.emails.clone());
         m
     }
 

@@ -19,12 +19,12 @@ use crate::{
     password::{HashError, Passwords},
     permissions::Permission,
     service::{
-        accounts::{Accounts, Parts},
+        accounts::{Accounts, Parts, RecoveryParts},
         devices::Devices,
         jwt::Jwt,
         throttles::RequestThrottles,
     },
-    throttle::{LoginThrottle, RedisStore, Store},
+    throttle::{EmailThrottle, LoginThrottle, RedisStore, Store},
 };
 
 /// What start-up needs and could not get.
@@ -36,10 +36,12 @@ pub enum StartError {
     Passwords(#[from] HashError),
     #[error("invalid throttle.redis_url: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("cannot load the device cookie key: {0}")]
+    #[error("cannot load a server secret (device cookies, email tokens): {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("the device cookie key is unusable")]
     DeviceKey,
+    #[error("email: {0}")]
+    Mail(#[from] crate::mail::MailError),
 }
 
 #[derive(Clone)]
@@ -77,6 +79,7 @@ impl AppState {
         let throttle = Arc::new(login_throttle(&settings, &db)?);
         let device_key = crate::store::shared_secret(&db, Devices::SECRET_NAME).await?;
         let devices = Devices::new(&device_key).ok_or(StartError::DeviceKey)?;
+        let mail = recovery_parts(&settings, &db, &metrics).await?;
         let parts = Parts {
             db: db.clone(),
             passwords: passwords.clone(),
@@ -84,6 +87,7 @@ impl AppState {
             devices,
             events: events.clone(),
             jwt: Arc::clone(&jwt),
+            mail,
         };
         let accounts = Accounts::new(parts, &settings);
         Ok(Self {
@@ -125,13 +129,35 @@ impl AppState {
 /// The login throttle on the configured store (`throttle.backend`).
 fn login_throttle(settings: &Settings, db: &DatabaseConnection) -> Result<LoginThrottle, StartError> {
     let t = &settings.throttle;
-    let (per_user, per_ip) = (t.login, t.login_ip_rate());
-    let store = match t.backend {
+    Ok(LoginThrottle::with_store(t.login, t.login_ip_rate(), throttle_store(settings, db)?))
+}
+
+/// A counter store of `throttle.backend` (each throttle has its own; keys do not overlap).
+fn throttle_store(settings: &Settings, db: &DatabaseConnection) -> Result<Store, StartError> {
+    let t = &settings.throttle;
+    Ok(match t.backend {
         ThrottleBackend::Database => Store::Database(db.clone()),
         ThrottleBackend::Redis => Store::Redis(RedisStore::new(t.redis_url.expose())?),
-        ThrottleBackend::Memory => return Ok(LoginThrottle::new(per_user, per_ip)),
-    };
-    Ok(LoginThrottle::with_store(per_user, per_ip, store))
+        ThrottleBackend::Memory => Store::memory(),
+    })
+}
+
+/// The mailer and its queue, the token secret (shared by every instance) and the throttle.
+async fn recovery_parts(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    metrics: &Arc<Metrics>,
+) -> Result<RecoveryParts, StartError> {
+    let email = &settings.email;
+    let secret = crate::store::shared_secret(db, "email_tokens").await?;
+    let timeout = settings.account.email_verification_timeout;
+    Ok(RecoveryParts {
+        mailer: crate::mail::Mailer::new(email)?,
+        outbox: crate::mail::outbox::Outbox::spawn(email.queue_capacity, Arc::clone(metrics)),
+        tokens: crate::service::email_tokens::EmailTokens::new(&secret, email.password_reset_timeout, timeout),
+        throttle: EmailThrottle::new(email.throttle_address, email.throttle_ip, throttle_store(settings, db)?),
+        metrics: Arc::clone(metrics),
+    })
 }
 
 /// Whether the database answered its last probe. Probed in the background about once a

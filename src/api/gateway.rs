@@ -152,6 +152,8 @@ impl Gateway {
                 resp
             }
             Failure::Csrf(reason) => deny(StatusCode::FORBIDDEN, &format!("CSRF Failed: {reason}"), None),
+            // Basic with the right password of an unverified user: not a way in.
+            Failure::EmailNotVerified => deny(StatusCode::UNAUTHORIZED, "E-mail is not verified.", challenge),
             Failure::Throttled(wait) if mode == Mode::ForwardAuth => ApiError::Throttled { wait }.to_response(),
             Failure::Throttled(_) => deny(StatusCode::FORBIDDEN, "Request was throttled.", None),
             Failure::Unavailable(cause) => self.unavailable(mode, &cause),

@@ -16,6 +16,7 @@ pub mod pages_html;
 pub mod pagination;
 pub mod policy;
 pub mod precompressed;
+pub mod recovery;
 pub mod session;
 pub mod spec;
 pub mod tokens;
@@ -33,7 +34,7 @@ pub enum ApiTags {
     /// JSON Web Tokens (simplejwt's access/refresh pairs).
     #[oai(rename = "JWT")]
     Jwt,
-    /// Accounts: registration, profile, password.
+    /// Accounts: registration, profile, password, recovery by email.
     Account,
     /// Staff-only and operational endpoints.
     Admin,
@@ -57,6 +58,7 @@ pub enum Deleted {
 
 pub type Apis = (
     account::AccountApi,
+    recovery::RecoveryApi,
     session::SessionApi,
     tokens::TokenApi,
     examples::ExamplesApi,
@@ -73,6 +75,7 @@ in order, with DRF's status codes and error bodies.";
 pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
     let apis = (
         account::AccountApi { state: state.clone() },
+        recovery::RecoveryApi { state: state.clone() },
         session::SessionApi { state: state.clone() },
         tokens::TokenApi { state: state.clone() },
         examples::ExamplesApi { state: state.clone() },

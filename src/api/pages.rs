@@ -91,6 +91,7 @@ impl Pages {
                 redirect(&self.safe_next(&req, &next))
             }
             Err(LoginError::Invalid) => page(StatusCode::OK, Some(html::INVALID_LOGIN), &next, &form.username),
+            Err(LoginError::Unverified) => page(StatusCode::OK, Some(html::UNVERIFIED), &next, &form.username),
             Err(LoginError::Throttled(wait)) => {
                 let message = format!("Too many failed attempts. Try again in {wait} seconds.");
                 page(StatusCode::TOO_MANY_REQUESTS, Some(&message), &next, &form.username)

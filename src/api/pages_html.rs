@@ -3,6 +3,8 @@
 /// Django's `AuthenticationForm.error_messages["invalid_login"]`.
 pub const INVALID_LOGIN: &str =
     "Please enter a correct username and password. Note that both fields may be case-sensitive.";
+/// The contract's refusal of an unverified user (`account.email_verification = "mandatory"`).
+pub const UNVERIFIED: &str = "E-mail is not verified.";
 pub const UNAVAILABLE: &str = "The service is temporarily unavailable; try again shortly.";
 
 /// Escapes text for an HTML body or a double-quoted attribute (Django's `escape`).

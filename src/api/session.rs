@@ -158,6 +158,7 @@ impl SessionApi {
                 key
             }
             Err(LoginError::Invalid) => return Err(invalid_credentials()),
+            Err(LoginError::Unverified) => return Err(ApiError::email_not_verified()),
             Err(LoginError::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
             Err(LoginError::Service(e)) => return Err(e.into()),
         };

@@ -178,6 +178,7 @@ fn credentials(data: &Value) -> Result<(String, String), ApiError> {
 fn login_error(e: LoginError, refused: ApiError) -> ApiError {
     match e {
         LoginError::Invalid => refused,
+        LoginError::Unverified => ApiError::email_not_verified(),
         LoginError::Throttled(wait) => ApiError::Throttled { wait },
         LoginError::Service(e) => e.into(),
     }

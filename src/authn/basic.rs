@@ -65,6 +65,7 @@ impl Authenticator for BasicAuthenticator {
             })),
             Err(LoginError::Invalid) => failed(INVALID),
             Err(LoginError::Throttled(wait)) => Outcome::Failed(Failure::Throttled(wait)),
+            Err(LoginError::Unverified) => Outcome::Failed(Failure::EmailNotVerified),
             Err(LoginError::Service(e)) => Outcome::Failed(Failure::Unavailable(e.to_string())),
         }
     }

@@ -184,6 +184,7 @@ mod tests {
             last_login: None,
             date_joined: chrono::Utc::now(),
             security_stamp: String::new(),
+            email_verified: false,
         };
         Arc::new(Identity {
             user: Arc::new(user),

@@ -119,6 +119,9 @@ pub enum Failure {
     Csrf(String),
     /// Too many failed password checks (Basic): 429.
     Throttled(u64),
+    /// A right password of a user whose email must be verified first (Basic): the 400 every
+    /// password door gives (`ApiError::email_not_verified`).
+    EmailNotVerified,
     /// The database did not answer.
     Unavailable(String),
 }
@@ -204,6 +207,7 @@ impl Failure {
             Self::Detailed(body) => body["code"].as_str().unwrap_or("invalid").to_owned(),
             Self::Csrf(_) => "csrf".into(),
             Self::Throttled(_) => "throttled".into(),
+            Self::EmailNotVerified => "email_not_verified".into(),
             Self::Unavailable(_) => "unavailable".into(),
         }
     }

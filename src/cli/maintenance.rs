@@ -1,4 +1,4 @@
-//! Housekeeping commands: expired rows, the audit trail, the Django import.
+//! Housekeeping commands: expired rows, the audit trail, the Django import, the mail settings.
 use super::{CliError, Command};
 use crate::{
     django_import,
@@ -24,7 +24,24 @@ pub async fn run(state: &AppState, command: Command) -> Result<(), CliError> {
             let count = crate::audit::purge(db, days).await.map_err(ServiceError::from)?;
             println!("Deleted {count} audit events older than {days} days.");
         }
+        Command::Sendtestemail { addresses } => send_test_email(state, &addresses).await?,
         other => return Err(CliError::Usage(format!("{other:?} is not a maintenance command"))),
+    }
+    Ok(())
+}
+
+/// Django's `sendtestemail`: one message per address, sent now (not queued), so a wrong
+/// setting is this command's error and exit status.
+async fn send_test_email(state: &AppState, addresses: &[String]) -> Result<(), CliError> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned());
+    let letter = |to: &String| crate::mail::Letter {
+        to: to.clone(),
+        subject: format!("Test email from {} on {}", host.as_deref().unwrap_or("portcullis"), chrono::Utc::now()),
+        body: "If you're reading this, it was successful.\n".into(),
+    };
+    for to in addresses {
+        state.accounts.mailer().send(&letter(to)).await.map_err(|e| CliError::Mail(to.clone(), e))?;
+        println!("Sent a test email to {to}.");
     }
     Ok(())
 }

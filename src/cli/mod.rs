@@ -98,6 +98,11 @@ pub enum Command {
     },
     /// Delete audit events older than audit.retention_days
     Clearaudit,
+    /// Send a test email to each ADDRESS, to check the [email] settings (Django's command)
+    Sendtestemail {
+        #[arg(required = true, value_name = "ADDRESS")]
+        addresses: Vec<String>,
+    },
     /// Import users, groups, permissions, DRF tokens (and live sessions) from a Django project
     #[command(name = "import-django")]
     ImportDjango {

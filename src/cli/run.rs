@@ -28,6 +28,9 @@ pub enum CliError {
     /// Bad input on the command line or at a prompt.
     #[error("{0}")]
     Usage(String),
+    /// `sendtestemail`: the address and why the mail was not sent.
+    #[error("could not send to {0}: {1}")]
+    Mail(String, crate::mail::MailError),
 }
 
 fn describe(err: &ServiceError) -> String {

@@ -5,6 +5,8 @@
 //! typo or a wrong type stops start-up with a message naming the key instead of being ignored.
 //! Values are typed ([`values`]) and parsed here once; this module depends on nothing else
 //! of portcullis.
+mod email;
+mod gateway;
 pub mod values;
 
 use std::{net::SocketAddr, path::Path};
@@ -15,9 +17,11 @@ use figment::{
 };
 use serde::Deserialize;
 
+pub use email::{Account, Email};
+pub use gateway::{Gateway, GatewayRule};
 pub use values::{
-    AuthScheme, DefaultPermission, DerivedRate, GatewayPolicy, JwtAlgorithm, Network, Rate, SameSite, Secret,
-    ThrottleBackend,
+    AuthScheme, DefaultPermission, DerivedRate, EmailBackend, EmailVerification, GatewayPolicy, JwtAlgorithm, Network,
+    Rate, SameSite, Secret, ThrottleBackend,
 };
 
 /// The documented defaults, compiled into the binary.
@@ -38,41 +42,10 @@ pub struct Settings {
     pub throttle: Throttle,
     pub metrics: Metrics,
     pub audit: Audit,
+    pub email: Email,
+    pub account: Account,
     pub log: Log,
     pub gateway: Gateway,
-}
-
-/// Forward auth for reverse proxies (`/authz/...`) and the login page.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Gateway {
-    /// Empty: `auth.chain`.
-    pub chain: Vec<AuthScheme>,
-    /// Where anonymous browsers are sent from `/authz/forward-auth/`; empty: nowhere (401).
-    pub login_url: String,
-    /// Hosts `/accounts/login/?next=` may send a browser to, besides its own.
-    pub allowed_redirect_hosts: Vec<String>,
-    /// First match wins; none: `auth.default_permission`.
-    pub rules: Vec<GatewayRule>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayRule {
-    /// Exact, or `*.example.com` (subdomains only); absent: any host.
-    #[serde(default)]
-    pub host: Option<String>,
-    /// A prefix of the original path.
-    #[serde(default = "root")]
-    pub path: String,
-    /// Absent or empty: any method.
-    #[serde(default)]
-    pub methods: Vec<String>,
-    pub policy: GatewayPolicy,
-}
-
-fn root() -> String {
-    "/".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -302,7 +275,9 @@ impl Settings {
         self.validate_auth()?;
         self.validate_cookies()?;
         self.validate_jwt()?;
-        self.validate_gateway()?;
+        self.email.validate()?;
+        self.account.validate()?;
+        self.gateway.validate()?;
         self.validate_throttle()
     }
 
@@ -391,30 +366,6 @@ impl Settings {
         }
         if jwt.auth_header_types.is_empty() || jwt.auth_header_types.iter().any(|t| t.is_empty() || t.contains(' ')) {
             return Err(invalid("jwt.auth_header_types", "one or more single words are needed"));
-        }
-        Ok(())
-    }
-
-    fn validate_gateway(&self) -> Result<(), ConfigError> {
-        let g = &self.gateway;
-        if !g.login_url.is_empty() && !g.login_url.starts_with('/') && url::Url::parse(&g.login_url).is_err() {
-            return Err(invalid("gateway.login_url", format!("{:?} is neither a path nor a URL", g.login_url)));
-        }
-        for (i, rule) in g.rules.iter().enumerate() {
-            let key = format!("gateway.rules[{i}]");
-            if !rule.path.starts_with('/') {
-                return Err(invalid(&key, format!("path {:?} must start with \"/\"", rule.path)));
-            }
-            let host_ok = |h: &str| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
-            if let Some(host) = &rule.host
-                && !host_ok(host.strip_prefix("*.").unwrap_or(host))
-            {
-                return Err(invalid(&key, format!("host {host:?} must be a host name, or \"*.\" and a domain")));
-            }
-            if let Some(bad) = rule.methods.iter().find(|m| m.is_empty() || !m.chars().all(|c| c.is_ascii_uppercase()))
-            {
-                return Err(invalid(&key, format!("method {bad:?} must be an HTTP method in capitals, e.g. \"POST\"")));
-            }
         }
         Ok(())
     }

@@ -62,6 +62,27 @@ pub enum ThrottleBackend {
     Redis,
 }
 
+/// `email.backend`: where mails go (Django's `EMAIL_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailBackend {
+    /// Printed on stdout (Django's console backend): the default needs no mail server.
+    Console,
+    /// Sent to `email.smtp_url`.
+    Smtp,
+    /// Kept in memory for the process to read (Django's locmem backend, for tests).
+    Memory,
+}
+
+/// `account.email_verification` (django-allauth's `ACCOUNT_EMAIL_VERIFICATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailVerification {
+    None,
+    Optional,
+    Mandatory,
+}
+
 /// `jwt.algorithm`, pinned: tokens naming another are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum JwtAlgorithm {

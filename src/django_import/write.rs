@@ -164,6 +164,8 @@ fn new_user(u: &source::User, keep_id: bool) -> user::ActiveModel {
         // Only a user under its Django id may accept simplejwt's stamp-less tokens, whose
         // user_id claim is that id.
         security_stamp: Set(users::imported_security_stamp(keep_id)),
+        // Django's auth has no such flag (allauth keeps its own table): not verified here.
+        email_verified: Set(false),
     }
 }
 
@@ -182,6 +184,7 @@ fn update_of(want: &user::Model) -> user::ActiveModel {
         user::Column::LastLogin,
         user::Column::DateJoined,
         user::Column::SecurityStamp,
+        user::Column::EmailVerified,
     ] {
         active.reset(column);
     }

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit_log;
 pub mod devices;
+pub mod email_tokens;
 pub mod identity;
 pub mod jwt;
 pub mod permissions;
@@ -84,4 +85,7 @@ pub enum ServiceError {
     /// A backing service other than the database (the shared throttle store).
     #[error("{0}")]
     Unavailable(String),
+    /// Another request changed the same data first (409).
+    #[error("{0}")]
+    Conflict(&'static str),
 }

@@ -29,6 +29,8 @@ pub struct NewUser {
     pub last_name: String,
     pub is_staff: bool,
     pub is_superuser: bool,
+    /// The email is known to be theirs already (an operator's `createsuperuser`).
+    pub email_verified: bool,
 }
 
 /// Validates `new` as Django's `User` model, DRF's `ModelSerializer` and
@@ -88,6 +90,7 @@ pub async fn create_user(
 ) -> Result<user::Model, ServiceError> {
     let hash = passwords.hash(new.password).await?;
     let now = Utc::now();
+    let email_verified = new.email_verified && !new.email.is_empty();
     let model = user::ActiveModel {
         username_key: Set(user::username_key(&new.username)),
         username: Set(new.username),
@@ -101,6 +104,7 @@ pub async fn create_user(
         last_login: Set(None),
         date_joined: Set(now),
         security_stamp: Set(new_security_stamp()),
+        email_verified: Set(email_verified),
         ..Default::default()
     };
     model.insert(db).await.map_err(|err| {
@@ -134,8 +138,44 @@ pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> Resu
     Ok(user::Entity::find().filter(user::Column::Username.eq(username)).one(db).await?)
 }
 
+pub async fn find_by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<user::Model>, ServiceError> {
+    Ok(user::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Django's `PasswordResetForm.get_users`: active users whose email matches, ignoring case,
+/// and who have a usable password (Django's unusable ones start with "!").
+pub async fn active_with_email(db: &impl ConnectionTrait, email: &str) -> Result<Vec<user::Model>, ServiceError> {
+    use sea_orm::{
+        ExprTrait,
+        sea_query::{Expr, Func},
+    };
+    let users = user::Entity::find()
+        .filter(Expr::expr(Func::lower(Expr::col(user::Column::Email))).eq(email.to_lowercase()))
+        .filter(user::Column::IsActive.eq(true))
+        .all(db)
+        .await?;
+    Ok(users.into_iter().filter(|u| !u.password.starts_with('!')).collect())
+}
+
+/// Marks `email` as the user's verified address, once: `false` when it is verified already
+/// or the user's address is no longer `email`.
+pub async fn mark_email_verified(db: &impl ConnectionTrait, id: i64, email: &str) -> Result<bool, ServiceError> {
+    let done = user::Entity::update_many()
+        .col_expr(user::Column::EmailVerified, sea_orm::sea_query::Expr::value(true))
+        .filter(user::Column::Id.eq(id))
+        .filter(user::Column::Email.eq(email))
+        .filter(user::Column::EmailVerified.eq(false))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+pub const PASSWORD_CHANGED_MEANWHILE: &str = "The password was changed by another request; try again.";
+
 /// Sets a new password after Django's validators, rotating the security stamp so every
-/// session and token issued under the old password stops working.
+/// session and token issued under the old password stops working. It applies only over the
+/// password `account` holds (compare-and-swap): of two changes racing from the same state
+/// (a reset link submitted twice at once), one wins and the other is a `Conflict`.
 pub async fn set_password(
     db: &impl ConnectionTrait,
     passwords: &Passwords,
@@ -152,10 +192,18 @@ pub async fn set_password(
     validate_password(&password, &attrs).into_iter().for_each(|m| errors.add("password", m));
     errors.into_result()?;
     let hash = passwords.hash(password).await?;
-    let mut active: user::ActiveModel = account.into();
-    active.password = Set(hash);
-    active.security_stamp = Set(new_security_stamp());
-    Ok(active.update(db).await?)
+    let stamp = new_security_stamp();
+    let done = user::Entity::update_many()
+        .col_expr(user::Column::Password, sea_orm::sea_query::Expr::value(hash.clone()))
+        .col_expr(user::Column::SecurityStamp, sea_orm::sea_query::Expr::value(stamp.clone()))
+        .filter(user::Column::Id.eq(account.id))
+        .filter(user::Column::Password.eq(account.password.clone()))
+        .exec(db)
+        .await?;
+    if done.rows_affected == 0 {
+        return Err(ServiceError::Conflict(PASSWORD_CHANGED_MEANWHILE));
+    }
+    Ok(user::Model { password: hash, security_stamp: stamp, ..account })
 }
 
 /// What a password check found.

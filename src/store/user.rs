@@ -20,6 +20,8 @@ pub struct Model {
     pub last_login: Option<DateTimeUtc>,
     pub date_joined: DateTimeUtc,
     pub security_stamp: String,
+    /// The address in `email` was shown to be the user's (a verification link was followed).
+    pub email_verified: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,6 +2,7 @@
 //! DRF's `SimpleRateThrottle` (the anon and user throttles, in this process);
 //! [`LoginThrottle`] counts failed password checks in buckets kept in this process, the
 //! database or Redis ([`store`]).
+mod email;
 mod login;
 mod store;
 
@@ -11,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use email::EmailThrottle;
 pub use login::{Bucket, Full, LoginThrottle, Reservation};
 pub use store::{RedisStore, Store};
 

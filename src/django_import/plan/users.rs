@@ -130,6 +130,8 @@ fn updated(here: &user::Model, django: &source::User) -> Option<user::Model> {
         } else {
             here.security_stamp.clone()
         },
+        // A verification was of the old address.
+        email_verified: here.email_verified && here.email == django.email,
         ..here.clone()
     };
     (&want != here).then_some(want)
@@ -175,6 +177,7 @@ mod tests {
             last_login: None,
             date_joined: u.date_joined,
             security_stamp: "old".into(),
+            email_verified: false,
         }
     }
 

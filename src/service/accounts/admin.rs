@@ -24,6 +24,7 @@ impl Accounts {
     ) -> Result<user::Model, ServiceError> {
         let user = users::register(&self.db, &self.passwords, new, errors).await?;
         self.emit(EventKind::UserCreated, origin, Some(&user), None).await;
+        self.after_registration(&user, origin);
         Ok(user)
     }
 

@@ -20,7 +20,8 @@ impl Accounts {
     /// Django's `authenticate()`, hardened (see `users::check_password`): one answer and one
     /// timing for wrong password, unknown and inactive user; failures throttled per client IP
     /// and per username — or, for a client holding a device cookie of that user, per device
-    /// (`service::devices`). A refusal is a security event.
+    /// (`service::devices`). A refusal is a security event. Under `account.email_verification
+    /// = "mandatory"`, a right password of an unverified user is refused too (`Unverified`).
     pub async fn authenticate(
         &self,
         username: &str,
@@ -30,6 +31,12 @@ impl Accounts {
         let device = origin.device.as_ref().and_then(|cookie| self.devices.verify(cookie.expose(), username));
         let bucket = device.map_or(Bucket::Username(username), Bucket::Device);
         match self.check_password(bucket, username, password, origin).await? {
+            // After the password check, so only the password's holder learns it (no enumeration).
+            Checked::Valid(user) if self.unverified(&user) => {
+                let ctx = origin.event(Some(&user), None).with_detail(json!({"reason": "email_not_verified"}));
+                self.emit_with(EventKind::LoginFailed, ctx).await;
+                Err(LoginError::Unverified)
+            }
             Checked::Valid(user) => {
                 let device = device.is_none().then(|| self.devices.issue(username));
                 Ok(WithDevice { value: *user, device })

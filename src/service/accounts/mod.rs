@@ -2,17 +2,26 @@
 //! handler, a CLI command, later a gateway). Each checks what it needs, changes the data,
 //! and emits its own security event; the doors parse input, call one method and map the
 //! result. Split by subject: [`login`], [`password`], [`logout`] (and other revocations),
-//! [`admin`] (accounts, activation, permissions, groups).
+//! [`admin`] (accounts, activation, permissions, groups), and recovery by email: [`reset`],
+//! [`verification`], and what they share, [`recovery`].
 mod admin;
 mod login;
 mod logout;
 mod password;
+mod recovery;
+mod reset;
+mod verification;
 
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
-pub use self::{logout::LogoutError, password::PasswordChangeError};
+pub use self::{
+    logout::LogoutError,
+    password::PasswordChangeError,
+    recovery::{INVALID_EMAIL, Recovery, RecoveryError, RecoveryParts},
+    reset::{INVALID_VALUE, MISMATCH, ResetConfirmation},
+};
 use super::{
     ServiceError,
     devices::Devices,
@@ -45,6 +54,8 @@ pub struct Accounts {
     /// `session.max_per_user`, `token.max_per_user`.
     max_sessions: u64,
     max_tokens: u64,
+    /// Password reset and email verification.
+    mail: Arc<Recovery>,
 }
 
 /// The collaborators the use cases need, built at start-up.
@@ -55,6 +66,7 @@ pub struct Parts {
     pub devices: Devices,
     pub events: Events,
     pub jwt: Arc<Jwt>,
+    pub mail: RecoveryParts,
 }
 
 /// A successful password check's answer, and the device cookie to give the client when it
@@ -74,6 +86,10 @@ pub enum LoginError {
     /// Too many failures for this username or client; retry after this many seconds.
     #[error("throttled for {0} seconds")]
     Throttled(u64),
+    /// The password was right, but `account.email_verification = "mandatory"` and the
+    /// user's email is not verified (dj-rest-auth's "E-mail is not verified.").
+    #[error("email not verified")]
+    Unverified,
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -93,6 +109,7 @@ impl Accounts {
             token_ttl: settings.token.ttl,
             max_sessions: settings.session.max_per_user,
             max_tokens: settings.token.max_per_user,
+            mail: Arc::new(Recovery::new(parts.mail, settings)),
         }
     }
 

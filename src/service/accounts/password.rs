@@ -1,5 +1,5 @@
 //! Password changes. Whoever asks — the user over HTTP (old password first), an operator
-//! with `changepassword`, later a reset link — a new password means the same thing: a new
+//! with `changepassword`, a reset link (`reset`) — a new password means the same thing: a new
 //! hash and security stamp, every session, token and refresh token of the user ended (but
 //! the credential the user is changing it with, when it is theirs), one audit event.
 use super::{Accounts, LoginError};
@@ -31,7 +31,7 @@ pub enum PasswordChangeError {
 
 /// What survives a password change: the credential the user changed it with.
 #[derive(Debug, Clone, Copy, Default)]
-struct Keep {
+pub(super) struct Keep {
     session: Option<i64>,
     token: Option<i64>,
 }
@@ -51,7 +51,7 @@ impl Accounts {
         // The user's own budget, not the username's: others' failed logins cannot stop it.
         match self.check_password(Bucket::Account(user.id), &user.username, old, origin).await {
             Ok(Checked::Valid(_)) => {}
-            Ok(Checked::Invalid { .. }) | Err(LoginError::Invalid) => {
+            Ok(Checked::Invalid { .. }) | Err(LoginError::Invalid | LoginError::Unverified) => {
                 return Err(ServiceError::Invalid(FieldErrors::single("old_password", WRONG_OLD_PASSWORD)).into());
             }
             Err(LoginError::Throttled(wait)) => return Err(PasswordChangeError::Throttled(wait)),
@@ -80,7 +80,7 @@ impl Accounts {
     }
 
     /// The one meaning of a new password. Validators report under "password".
-    async fn replace_password(
+    pub(super) async fn replace_password(
         &self,
         user: user::Model,
         new: String,
