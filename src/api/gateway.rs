@@ -41,6 +41,9 @@ struct Gateway {
     state: AppState,
     chain: Chain,
     rules: Rules,
+    /// `Remote-Groups` per user, kept `cache.ttl` like the credentials themselves (the
+    /// header is information for the upstream; `group:` rules read the database).
+    groups: Option<moka::sync::Cache<i64, Arc<str>>>,
 }
 
 /// The two endpoints, sharing one gateway.
@@ -52,6 +55,12 @@ pub fn endpoints(
     let gateway = Arc::new(Gateway {
         chain: Chain::new(schemes, &state.authn()),
         rules: Rules::new(&settings.gateway.rules),
+        groups: (settings.cache.ttl > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(settings.cache.max_entries)
+                .time_to_live(std::time::Duration::from_secs(settings.cache.ttl))
+                .build()
+        }),
         state: state.clone(),
     });
     let endpoint = move |mode| {
@@ -105,7 +114,7 @@ impl Gateway {
         if let Some(key) = creds.cookies.get(&self.state.settings.session.cookie_name) {
             auth::record_activity(&self.state, identity, key).await;
         }
-        let groups = permissions::group_names(&self.state.db, identity.user.id).await.unwrap_or_default();
+        let groups = self.groups(identity.user.id).await;
         let user = &identity.user;
         let name = format!("{} {}", user.first_name, user.last_name);
         let values = [
@@ -113,13 +122,25 @@ impl Gateway {
             &user.id.to_string(),
             user.email.as_str(),
             name.trim(),
-            &groups.join(","),
+            &groups,
             identity.method.as_str(),
         ];
         for (name, value) in REMOTE_HEADERS.into_iter().zip(values) {
             resp.headers_mut().insert(name, header_value(value));
         }
         resp
+    }
+
+    async fn groups(&self, user_id: i64) -> Arc<str> {
+        if let Some(found) = self.groups.as_ref().and_then(|c| c.get(&user_id)) {
+            return found;
+        }
+        let names: Arc<str> =
+            permissions::group_names(&self.state.db, user_id).await.unwrap_or_default().join(",").into();
+        if let Some(cache) = &self.groups {
+            cache.insert(user_id, Arc::clone(&names));
+        }
+        names
     }
 
     /// No (or no good enough) credential: a browser goes to the login page, others get 401.
