@@ -75,9 +75,36 @@ pub fn policy_for(path: &str) -> Option<Policy> {
     route(path).map(|(_, policy)| *policy)
 }
 
+/// Every request looks its path up here (authentication, headers, metrics), so the table
+/// is indexed once: exact paths in a hash map, and the few with a `{}` segment by prefix.
+struct Index {
+    exact: HashMap<&'static str, usize>,
+    /// (the pattern before `{}`, what follows it, the row)
+    parameterised: Vec<(&'static str, &'static str, usize)>,
+}
+
+static INDEX: std::sync::LazyLock<Index> = std::sync::LazyLock::new(|| {
+    let mut index = Index { exact: HashMap::new(), parameterised: Vec::new() };
+    for (row, (pattern, _)) in ROUTES.iter().enumerate() {
+        match pattern.split_once("{}") {
+            Some((before, after)) => index.parameterised.push((before, after, row)),
+            None => {
+                index.exact.insert(pattern, row);
+            }
+        }
+    }
+    index
+});
+
 fn route(path: &str) -> Option<&'static (&'static str, Policy)> {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    ROUTES.iter().find(|(pattern, _)| matches(pattern, path))
+    let row = INDEX.exact.get(path).copied().or_else(|| {
+        INDEX.parameterised.iter().find_map(|(before, after, row)| {
+            let segment = path.strip_prefix(before)?.strip_suffix(after)?;
+            (!segment.is_empty() && !segment.contains('/')).then_some(*row)
+        })
+    })?;
+    ROUTES.get(row)
 }
 
 /// A bounded label for metrics: the route's pattern, or "unmatched".
@@ -100,19 +127,6 @@ pub fn route_label(path: &str) -> &'static str {
     .into_iter()
     .find(|p| *p == path)
     .unwrap_or("unmatched")
-}
-
-fn matches(pattern: &str, path: &str) -> bool {
-    let mut want = pattern.split('/');
-    let mut got = path.split('/');
-    loop {
-        match (want.next(), got.next()) {
-            (None, None) => return true,
-            (Some("{}"), Some(seg)) if !seg.is_empty() => {}
-            (Some(w), Some(g)) if w == g => {}
-            _ => return false,
-        }
-    }
 }
 
 /// `auth.chain` and every chain a view overrides, built once at start-up.
