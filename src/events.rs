@@ -49,6 +49,9 @@ pub enum EventKind {
     Throttled,
     /// `import-django` wrote users, groups, permissions, tokens or sessions.
     DjangoImport,
+    /// A new JWT signing key (`detail`: `kid`, `algorithm`, `reason`, the previous key and
+    /// when it stops verifying).
+    SigningKeyRotated,
 }
 
 impl EventKind {
@@ -66,6 +69,7 @@ impl EventKind {
                 | Self::GroupJoined
                 | Self::PermissionGranted
                 | Self::Throttled
+                | Self::SigningKeyRotated
         )
     }
 
@@ -91,10 +95,11 @@ impl EventKind {
             Self::RefreshReuseDetected => "refresh_reuse_detected",
             Self::Throttled => "throttled",
             Self::DjangoImport => "django_import",
+            Self::SigningKeyRotated => "signing_key_rotated",
         }
     }
 
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 21] = [
         Self::UserCreated,
         Self::LoginSucceeded,
         Self::LoginFailed,
@@ -115,6 +120,7 @@ impl EventKind {
         Self::RefreshReuseDetected,
         Self::Throttled,
         Self::DjangoImport,
+        Self::SigningKeyRotated,
     ];
 }
 

@@ -1,11 +1,13 @@
-//! The whole portcullis schema. Later features add behaviour, not tables: every table the
-//! session, token, JWT, audit and throttling features need is created here.
+//! The whole portcullis schema: the auth model, sessions, tokens, JWT records, server
+//! secrets, the audit trail and throttle counters (000001-000004), then the JWT signing
+//! keys that rotate (000005).
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_users;
 mod m20261122_000002_sessions;
 mod m20261122_000003_tokens;
 mod m20261122_000004_operations;
+mod m20261201_000005_signing_keys;
 
 pub struct Migrator;
 
@@ -16,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_sessions::Migration),
             Box::new(m20261122_000003_tokens::Migration),
             Box::new(m20261122_000004_operations::Migration),
+            Box::new(m20261201_000005_signing_keys::Migration),
         ]
     }
 }

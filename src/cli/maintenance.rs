@@ -1,8 +1,8 @@
-//! Housekeeping commands: expired rows, the audit trail, the Django import.
+//! Housekeeping commands: expired rows, the audit trail, the signing key, the Django import.
 use super::{CliError, Command};
 use crate::{
     django_import,
-    service::{ServiceError, audit_log, jwt, sessions, tokens},
+    service::{ServiceError, audit_log, identity::Origin, jwt, jwt::RotateError, sessions, tokens},
     state::AppState,
 };
 
@@ -18,6 +18,7 @@ pub async fn run(state: &AppState, command: Command) -> Result<(), CliError> {
             let jwts = jwt::flush_expired(db).await.map_err(ServiceError::from)?;
             println!("Deleted {tokens} expired tokens and {jwts} expired refresh-token records.");
         }
+        Command::Rotatekeys => rotate_keys(state).await?,
         Command::Audit { user, event, since, limit } => print_audit(state, user, event, since, limit).await?,
         Command::Clearaudit => {
             let days = state.settings.audit.retention_days;
@@ -25,6 +26,20 @@ pub async fn run(state: &AppState, command: Command) -> Result<(), CliError> {
             println!("Deleted {count} audit events older than {days} days.");
         }
         other => return Err(CliError::Usage(format!("{other:?} is not a maintenance command"))),
+    }
+    Ok(())
+}
+
+async fn rotate_keys(state: &AppState) -> Result<(), CliError> {
+    let rotated = state.accounts.rotate_signing_key(&Origin::cli()).await.map_err(|e| match e {
+        RotateError::Configured(why) => CliError::Usage(why),
+        RotateError::Key(e) => e.into(),
+    })?;
+    let algorithm = format!("{:?}", rotated.algorithm);
+    println!("New JWT signing key {} ({algorithm}): it signs from now on, on every instance.", rotated.kid);
+    if let Some((kid, until)) = &rotated.previous {
+        let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        println!("The previous key {kid} verifies the tokens it signed until {until}, then leaves the JWKS.");
     }
     Ok(())
 }

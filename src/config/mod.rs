@@ -142,6 +142,7 @@ pub struct Jwt {
     pub signing_key: Secret,
     pub private_key_file: String,
     pub public_key_file: String,
+    pub previous_public_key_files: Vec<String>,
     pub access_token_lifetime: u64,
     pub refresh_token_lifetime: u64,
     pub rotate_refresh_tokens: bool,
@@ -150,6 +151,19 @@ pub struct Jwt {
     pub audience: String,
     pub issuer: String,
     pub auth_header_types: Vec<String>,
+    pub jwks_max_age: u64,
+    pub keys_poll_interval: u64,
+}
+
+impl Jwt {
+    /// Whether the keys come from the configuration (`signing_key`, PEM files) rather than
+    /// the database; configured keys are not rotated by `portcullis rotatekeys`.
+    pub fn configured_keys(&self) -> bool {
+        match self.algorithm {
+            JwtAlgorithm::HS256 => !self.signing_key.expose().is_empty(),
+            _ => !self.private_key_file.is_empty(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -339,12 +353,26 @@ impl Settings {
     fn validate_jwt(&self) -> Result<(), ConfigError> {
         let jwt = &self.jwt;
         if jwt.algorithm != JwtAlgorithm::HS256 {
-            for (key, file) in
-                [("jwt.private_key_file", &jwt.private_key_file), ("jwt.public_key_file", &jwt.public_key_file)]
-            {
-                if file.is_empty() || !Path::new(file).is_file() {
-                    return Err(invalid(key, format!("{:?} needs a readable PEM file, got {file:?}", jwt.algorithm)));
+            let files =
+                [("jwt.private_key_file", &jwt.private_key_file), ("jwt.public_key_file", &jwt.public_key_file)];
+            // Neither: a key pair kept in the database. Both: the operator's own keys.
+            if files.iter().any(|(_, f)| !f.is_empty()) {
+                for (key, file) in files {
+                    if file.is_empty() || !Path::new(file).is_file() {
+                        return Err(invalid(
+                            key,
+                            format!("{:?} needs a readable PEM file, got {file:?}", jwt.algorithm),
+                        ));
+                    }
                 }
+            }
+        }
+        for file in &jwt.previous_public_key_files {
+            if jwt.algorithm == JwtAlgorithm::HS256 || jwt.private_key_file.is_empty() || !Path::new(file).is_file() {
+                return Err(invalid(
+                    "jwt.previous_public_key_files",
+                    format!("{file:?}: old public keys go with jwt.private_key_file and must be readable PEM files"),
+                ));
             }
         }
         if jwt.access_token_lifetime == 0 || jwt.refresh_token_lifetime == 0 {

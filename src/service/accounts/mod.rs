@@ -2,8 +2,9 @@
 //! handler, a CLI command, later a gateway). Each checks what it needs, changes the data,
 //! and emits its own security event; the doors parse input, call one method and map the
 //! result. Split by subject: [`login`], [`password`], [`logout`] (and other revocations),
-//! [`admin`] (accounts, activation, permissions, groups).
+//! [`admin`] (accounts, activation, permissions, groups), [`keys`] (the JWT signing key).
 mod admin;
+mod keys;
 mod login;
 mod logout;
 mod password;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
-pub use self::{logout::LogoutError, password::PasswordChangeError};
+pub use self::{keys::record_key_change, logout::LogoutError, password::PasswordChangeError};
 use super::{
     ServiceError,
     devices::Devices,

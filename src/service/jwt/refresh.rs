@@ -64,7 +64,7 @@ impl Jwt {
         db: &impl ConnectionTrait,
         token: &str,
     ) -> Result<(Claims, user::Model, outstanding::Model), JwtError> {
-        let claims = self.decode(token, Some(REFRESH))?;
+        let claims = self.decode(token, Some(REFRESH)).await?;
         // The user first: a deleted user's rows are gone, and nothing may be recorded for them.
         let user = match claims.user_id {
             Some(id) => user::Entity::find_by_id(id).one(db).await?,
@@ -160,7 +160,7 @@ impl Jwt {
     /// `POST /api/token/verify/`: any valid token; a blacklisted or rotated-away refresh
     /// token is refused whatever the settings.
     pub async fn verify(&self, db: &impl ConnectionTrait, token: &str) -> Result<(), JwtError> {
-        let claims = self.decode(token, None)?;
+        let claims = self.decode(token, None).await?;
         if claims.token_type == REFRESH {
             let row = outstanding::Entity::find()
                 .filter(outstanding::Column::Jti.eq(&claims.jti))
@@ -177,7 +177,7 @@ impl Jwt {
     /// `POST /api/token/blacklist/` and logout with `{"refresh": ...}`; returns the token's
     /// outstanding row (its user and `jti`).
     pub async fn blacklist(&self, db: &impl ConnectionTrait, token: &str) -> Result<outstanding::Model, JwtError> {
-        let claims = self.decode(token, Some(REFRESH))?;
+        let claims = self.decode(token, Some(REFRESH)).await?;
         let (row, blacklisted) = self.outstanding_row(db, &claims).await?;
         if blacklisted {
             return Err(TokenError::Token(msg::BLACKLISTED).into());
