@@ -78,7 +78,12 @@ impl AppState {
         let jwt = Arc::new(jwt);
         crate::service::jwt::watch::spawn(&jwt, settings.cache.notify);
         if let Some(made) = made {
-            crate::service::accounts::record_key_change(&events, &made, &Origin::default()).await;
+            crate::service::accounts::record_key_change(
+                &events,
+                &made,
+                &Origin { via: Some("startup"), ..Origin::default() },
+            )
+            .await;
         }
         let throttle = Arc::new(login_throttle(&settings, &db)?);
         let device_key = crate::store::shared_secret(&db, Devices::SECRET_NAME).await?;

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit_log;
 pub mod devices;
 pub mod identity;
+pub mod introspection;
 pub mod jwt;
 pub mod permissions;
 pub mod sessions;

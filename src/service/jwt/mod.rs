@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 pub use keys::{KeyError, KeySet};
 pub use keystore::Rotated;
-pub use refresh::{Refreshed, blacklist_user, flush_expired};
+pub use refresh::{Refreshed, blacklist_user, flush_expired, spent};
 
 use crate::{config, crypto, store::user};
 

@@ -161,15 +161,8 @@ impl Jwt {
     /// token is refused whatever the settings.
     pub async fn verify(&self, db: &impl ConnectionTrait, token: &str) -> Result<(), JwtError> {
         let claims = self.decode(token, None).await?;
-        if claims.token_type == REFRESH {
-            let row = outstanding::Entity::find()
-                .filter(outstanding::Column::Jti.eq(&claims.jti))
-                .find_also_related(blacklisted::Entity)
-                .one(db)
-                .await?;
-            if matches!(row, Some((_, Some(_)))) || row.as_ref().is_some_and(|(r, _)| r.rotated_at.is_some()) {
-                return Err(TokenError::Token(msg::BLACKLISTED).into());
-            }
+        if claims.token_type == REFRESH && spent(db, &claims.jti).await? {
+            return Err(TokenError::Token(msg::BLACKLISTED).into());
         }
         Ok(())
     }
@@ -185,6 +178,17 @@ impl Jwt {
         blacklist_rows(db, &[row.id]).await?;
         Ok(row)
     }
+}
+
+/// Whether a refresh token was blacklisted or rotated away. One never recorded (signed with
+/// our key elsewhere, e.g. by simplejwt) is not.
+pub async fn spent(db: &impl ConnectionTrait, jti: &str) -> Result<bool, DbErr> {
+    let row = outstanding::Entity::find()
+        .filter(outstanding::Column::Jti.eq(jti))
+        .find_also_related(blacklisted::Entity)
+        .one(db)
+        .await?;
+    Ok(row.is_some_and(|(r, blacklisted)| blacklisted.is_some() || r.rotated_at.is_some()))
 }
 
 /// Blacklists every outstanding refresh token of a user (`/logoutall/`).
