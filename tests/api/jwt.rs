@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::{STRONG, TestApp};
 
-fn claims(token: &str) -> Value {
+pub fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-fn header(token: &str) -> Value {
+pub fn header(token: &str) -> Value {
     let head = token.split('.').next().unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head).unwrap()).unwrap()
 }
@@ -41,7 +41,7 @@ pub async fn hs_key(app: &TestApp) -> String {
         .unwrap()
 }
 
-fn not_valid(message: &str) -> Value {
+pub fn not_valid(message: &str) -> Value {
     json!({
         "detail": "Given token not valid for any token type",
         "code": "token_not_valid",
