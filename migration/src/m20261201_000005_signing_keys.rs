@@ -1,6 +1,6 @@
 //! The JWT signing keys kept in the database (issue #16): generated at first start and by
-//! `portcullis rotatekeys`, shared by every instance, published as a JWKS while any token
-//! they signed can still be valid. Keys given in the configuration (`jwt.signing_key`, PEM
+//! `portcullis rotatekeys`, shared by every instance, published as a JWKS from before they
+//! sign until no token they signed can still be valid. Keys given in the configuration (`jwt.signing_key`, PEM
 //! files) are never stored here.
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -22,8 +22,12 @@ enum JwtSigningKey {
     PrivateKey,
     /// The public JWK (RFC 7517) without `kid`/`alg`/`use`; NULL for HS256.
     PublicJwk,
+    /// When it was published (in the JWKS from then on).
     CreatedAt,
-    /// When it stopped signing (a rotation); NULL for the current key.
+    /// When it began to sign. NULL for the next key: published ahead, so that verifiers
+    /// caching the JWKS hold it before the rotation that makes it sign.
+    ActivatedAt,
+    /// When it stopped signing (a rotation); NULL for the current and the next key.
     RetiredAt,
     /// When the last token it can have signed expires: it leaves the JWKS and the row is
     /// deleted then.
@@ -43,6 +47,7 @@ impl MigrationTrait for Migration {
                     .col(text_null(JwtSigningKey::PrivateKey))
                     .col(text_null(JwtSigningKey::PublicJwk))
                     .col(timestamp_with_time_zone(JwtSigningKey::CreatedAt))
+                    .col(timestamp_with_time_zone_null(JwtSigningKey::ActivatedAt))
                     .col(timestamp_with_time_zone_null(JwtSigningKey::RetiredAt))
                     .col(timestamp_with_time_zone_null(JwtSigningKey::NotAfter))
                     .to_owned(),

@@ -41,6 +41,18 @@ async fn rotate_keys(state: &AppState) -> Result<(), CliError> {
         let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         println!("The previous key {kid} verifies the tokens it signed until {until}, then leaves the JWKS.");
     }
+    println!("Published next: {} (it signs after the next rotation).", rotated.next);
+    // Verifiers that cached the JWKS before the new key was published meet an unknown kid;
+    // most fetch the set again at once, some only after a cooldown (PyJWT: 30 s).
+    let max_age = i64::try_from(state.settings.jwt.jwks_max_age).unwrap_or(i64::MAX);
+    let published = rotated.published_for.map_or(0, |d| d.num_seconds());
+    if published < max_age {
+        eprintln!(
+            "warning: the new key was published {published} s ago, less than jwt.jwks_max_age ({max_age} s): \
+             verifiers that cached the JWKS before then and throttle refetches may refuse its tokens for a \
+             while. Rotate at most once per jwt.jwks_max_age to avoid this."
+        );
+    }
     Ok(())
 }
 

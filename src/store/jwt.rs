@@ -101,6 +101,8 @@ pub mod signing_key {
         /// The public JWK as JSON; `None` for HS256.
         pub public_jwk: Option<String>,
         pub created_at: DateTimeUtc,
+        /// `None` for the next key (published, not signing yet).
+        pub activated_at: Option<DateTimeUtc>,
         pub retired_at: Option<DateTimeUtc>,
         pub not_after: Option<DateTimeUtc>,
     }
@@ -114,6 +116,7 @@ pub mod signing_key {
                 .field("private_key", &self.private_key.as_ref().map(|_| "[redacted]"))
                 .field("public_jwk", &self.public_jwk)
                 .field("created_at", &self.created_at)
+                .field("activated_at", &self.activated_at)
                 .field("retired_at", &self.retired_at)
                 .field("not_after", &self.not_after)
                 .finish()

@@ -21,6 +21,11 @@ async fn a_rotation_keeps_tokens_in_flight_valid_and_signs_with_the_new_key_at_o
     app.register("john").await;
     let (old_access, old_refresh) = app.jwt("john").await;
     let old_kid = kid(&old_access);
+    // The key the rotation will make current is in the JWKS already: a verifier that fetched
+    // the set before the rotation holds it.
+    let before = kids(&jwks(&app).await);
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0], old_kid);
     // Requests carrying the old token while the key changes: none is refused.
     let auth = bearer(&old_access);
     let in_flight = futures_util::future::join_all((0..20).map(|_| app.get_auth("/protected/", &auth)));
@@ -30,9 +35,12 @@ async fn a_rotation_keeps_tokens_in_flight_valid_and_signs_with_the_new_key_at_o
     assert!(answers.iter().all(|a| a.status == StatusCode::OK));
     let rotated = rotated.unwrap();
     assert_eq!(rotated.previous.as_ref().map(|(k, _)| k.as_str()), Some(old_kid.as_str()));
+    assert_eq!(rotated.kid, before[1], "the published next key signs now");
+    assert!(rotated.published_for.is_some());
     let (new_access, _) = app.jwt("john").await;
     assert_eq!(kid(&new_access), rotated.kid);
-    assert_eq!(kids(&jwks(&app).await), [rotated.kid.clone(), old_kid.clone()], "the new key first, the old one still");
+    let after = kids(&jwks(&app).await);
+    assert_eq!(after, [rotated.kid.clone(), rotated.next.clone(), old_kid.clone()], "current, next, old");
     // Old tokens live out their lifetime; refreshing an old refresh token gives a new-key access token.
     assert_eq!(app.get_auth("/protected/", &bearer(&old_access)).await.status, StatusCode::OK);
     let res = app.post_json("/api/token/refresh/", &json!({"refresh": old_refresh})).await;
@@ -79,34 +87,46 @@ async fn old_keys_leave_the_jwks_once_their_tokens_have_expired() {
     let restarted = portcullis::AppState::new(app.state.db.clone(), settings).await.unwrap();
     let client = TestClient::new(portcullis::build_app(restarted).boxed());
     let set = answer(client.get("/.well-known/jwks.json").send().await.0).await.body;
-    assert_eq!(kids(&set), std::slice::from_ref(&rotated.kid));
-    assert_eq!(signing_key::Entity::find().all(&app.state.db).await.unwrap().len(), 1, "the row is deleted");
+    assert_eq!(kids(&set), [rotated.kid.clone(), rotated.next.clone()]);
+    assert_eq!(signing_key::Entity::find().all(&app.state.db).await.unwrap().len(), 2, "the row is deleted");
     let res = answer(client.get("/protected/").header("authorization", bearer(&old_access)).send().await.0).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
-async fn another_instance_verifies_new_keys_at_once_and_signs_with_them_within_its_poll() {
+async fn other_instances_sign_with_the_new_key_within_their_poll_and_verify_any_key_at_once() {
     let app = jwt_app(JwtAlgorithm::RS256, |s| s.jwt.keys_poll_interval = 1).await;
     let settings = (*app.state.settings).clone();
-    let other = portcullis::AppState::new(app.state.db.clone(), settings).await.unwrap();
-    let other_client = TestClient::new(portcullis::build_app(other.clone()).boxed());
+    let polling = portcullis::AppState::new(app.state.db.clone(), settings.clone()).await.unwrap();
+    // One that never polls: only a token naming a key it does not know makes it read them.
+    let lazy = portcullis::AppState::new(
+        app.state.db.clone(),
+        portcullis::Settings {
+            jwt: portcullis::config::Jwt { keys_poll_interval: 0, ..settings.jwt.clone() },
+            ..settings
+        },
+    )
+    .await
+    .unwrap();
+    let lazy_client = TestClient::new(portcullis::build_app(lazy.clone()).boxed());
     app.register("john").await;
     let john = app.user("john").await;
     let rotated = app.state.accounts.rotate_signing_key(&Origin::cli()).await.unwrap();
-    // Signs with the new key on its own within its poll interval (here 1 s)...
+    // Signs with the new key on its own within its poll interval (here 1 s).
     let started = Instant::now();
-    while kid(&other.jwt.access_for(&john).unwrap()) != rotated.kid {
+    while kid(&polling.jwt.access_for(&john).unwrap()) != rotated.kid {
         assert!(started.elapsed() < Duration::from_secs(5), "the other instance still signs with the old key");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!("another instance signed with the new key after {:?}", started.elapsed());
-    // ...and a token naming a key it has not read yet makes it read the keys at once.
+    // Two rotations on: the lazy instance has never seen the key that signs now.
     let rotated = app.state.accounts.rotate_signing_key(&Origin::cli()).await.unwrap();
     let (access, _) = app.jwt("john").await;
     assert_eq!(kid(&access), rotated.kid);
-    let res = answer(other_client.get("/protected/").header("authorization", bearer(&access)).send().await.0).await;
+    assert!(!kids(&lazy.jwt.jwks()).contains(&rotated.kid));
+    let res = answer(lazy_client.get("/protected/").header("authorization", bearer(&access)).send().await.0).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(kid(&lazy.jwt.access_for(&john).unwrap()), rotated.kid, "and it signs with it from then on");
 }
 
 #[tokio::test]
@@ -160,7 +180,9 @@ async fn rotatekeys_and_restarts_on_the_same_database_log_nobody_out() {
     assert!(served.stop().success());
     let served = Served::start(dir.path(), &env, &["--bind", "127.0.0.1:0"]);
     let base = served.base.clone();
-    assert_eq!(set(&http, &base).await, std::slice::from_ref(&first_kid));
+    let published = set(&http, &base).await;
+    assert_eq!(published[0], first_kid);
+    assert_eq!(published.len(), 2, "the current key and the next one: {published:?}");
     assert_eq!(protected(&http, &base, &first_access).await, 200);
 
     // rotatekeys while it serves: tokens in flight keep working, new ones get the new key
@@ -181,13 +203,15 @@ async fn rotatekeys_and_restarts_on_the_same_database_log_nobody_out() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     println!("the running server signed with the rotated key after {:?}", started.elapsed());
-    assert_eq!(set(&http, &base).await, [new_kid.clone(), first_kid.clone()]);
+    assert_eq!(new_kid, published[1], "the key published as next at first start signs now");
+    let after = set(&http, &base).await;
+    assert_eq!((after.len(), &after[0], &after[2]), (3, &new_kid, &first_kid), "{after:?}");
 
     // And once more through a restart: both keys, both tokens.
     assert!(served.stop().success());
     let served = Served::start(dir.path(), &env, &["--bind", "127.0.0.1:0"]);
     let base = served.base.clone();
-    assert_eq!(set(&http, &base).await, [new_kid, first_kid]);
+    assert_eq!(set(&http, &base).await, after);
     assert_eq!(protected(&http, &base, &first_access).await, 200);
     assert!(served.stop().success());
 

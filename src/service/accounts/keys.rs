@@ -32,8 +32,10 @@ pub async fn record_key_change(events: &Events, rotated: &Rotated, origin: &Orig
         "kid": rotated.kid,
         "algorithm": format!("{:?}", rotated.algorithm),
         "reason": rotated.reason,
+        "published_for_seconds": rotated.published_for.map(|d| d.num_seconds()),
         "previous": previous,
         "previous_not_after": previous_not_after,
+        "next": rotated.next,
     });
     let ctx = origin.event(None, Some(rotated.kid.chars().take(64).collect())).with_detail(detail);
     events.emit(EventKind::SigningKeyRotated, ctx).await;

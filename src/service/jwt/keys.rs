@@ -141,18 +141,18 @@ fn validation(algorithm: Algorithm, settings: &config::Jwt) -> Validation {
     validation
 }
 
-/// What the database held when a set was read: ids and whether each was retired. A
-/// rotation, a retirement or a deletion changes it; `Jwt` reloads only then.
-pub type Fingerprint = Vec<(i64, bool)>;
+/// What the database held when a set was read: ids, and whether each was activated and
+/// retired. A rotation or a deletion changes it; `Jwt` reloads only then.
+pub type Fingerprint = Vec<(i64, bool, bool)>;
 
 pub fn fingerprint(rows: &[signing_key::Model]) -> Fingerprint {
-    rows.iter().map(|r| (r.id, r.retired_at.is_some())).collect()
+    rows.iter().map(|r| (r.id, r.activated_at.is_some(), r.retired_at.is_some())).collect()
 }
 
 /// The signing key and every key that still verifies.
 pub struct KeySet {
     signer: Signer,
-    /// Current key first, then the others newest first (the JWKS's order).
+    /// The current key first, then the next one, then retired ones newest first (the JWKS's order).
     verifiers: Vec<Verifier>,
     by_kid: HashMap<String, usize>,
     pub fingerprint: Fingerprint,
@@ -216,17 +216,14 @@ impl KeySet {
         Ok(Self::new(signer, verifiers, Vec::new()))
     }
 
-    /// Keys from the database: the newest unretired row signs; every row verifies until its
-    /// `not_after`.
+    /// Keys from the database: the current row signs; it, the next one and the retired
+    /// ones verify, each until its `not_after`.
     pub fn from_rows(rows: &[signing_key::Model], settings: &config::Jwt) -> Result<Self, KeyError> {
-        let current = rows
-            .iter()
-            .filter(|r| r.retired_at.is_none())
-            .max_by_key(|r| r.id)
+        let current = super::keystore::current(rows)
             .ok_or_else(|| KeyError::Stored { kid: "-".into(), why: "no current key".into() })?;
         let signer = stored_signer(current)?;
         let mut others: Vec<&signing_key::Model> = rows.iter().filter(|r| r.id != current.id).collect();
-        others.sort_by_key(|r| std::cmp::Reverse(r.id));
+        others.sort_by_key(|r| (r.retired_at.is_some(), std::cmp::Reverse(r.id)));
         let mut verifiers = Vec::with_capacity(rows.len());
         for row in std::iter::once(current).chain(others) {
             let mut verifier = stored_verifier(row, settings)?;

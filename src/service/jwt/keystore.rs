@@ -1,7 +1,10 @@
-//! The signing keys kept in the database: made at first start, replaced by a rotation,
-//! retired with a `not_after` (the expiry of the last token they can have signed), then
-//! deleted. Every change runs under a lock (a PostgreSQL advisory lock, SQLite's write
-//! lock), so instances starting together make one key, not one each.
+//! The signing keys kept in the database. There is always a current key (it signs) and a
+//! next one: published in the JWKS ahead, so that verifiers caching the set hold it before it
+//! signs anything. A rotation makes the next key current — new tokens carry it at once, and
+//! no verifier meets an unknown `kid` — publishes a new next key, and retires the old key
+//! with a `not_after` (the expiry of the last token it can have signed), after which it is
+//! deleted. Every change runs under a lock (a PostgreSQL advisory lock, SQLite's write lock),
+//! so instances starting together make one key, not one each.
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::Algorithm;
 use sea_orm::{
@@ -27,8 +30,13 @@ const KEYS_LOCK: &str = "SELECT pg_advisory_xact_lock(7092907289375245684)";
 pub struct Rotated {
     pub kid: String,
     pub algorithm: Algorithm,
+    /// How long the new key had been published before it began to sign (`None`: made now,
+    /// so verifiers that cache the JWKS meet it only when they fetch the set again).
+    pub published_for: Option<Duration>,
     /// The key that signed until now, and when the last token it signed expires.
     pub previous: Option<(String, DateTime<Utc>)>,
+    /// The key published now to sign after the next rotation.
+    pub next: String,
     /// "first start", "rotatekeys" or "algorithm changed".
     pub reason: &'static str,
 }
@@ -46,6 +54,20 @@ pub async fn rows(db: &impl ConnectionTrait) -> Result<Vec<signing_key::Model>, 
     Ok(signing_key::Entity::find().order_by_asc(signing_key::Column::Id).all(db).await?)
 }
 
+/// The key that signs: the newest activated, unretired one.
+pub fn current(rows: &[signing_key::Model]) -> Option<&signing_key::Model> {
+    rows.iter().filter(|r| r.activated_at.is_some() && r.retired_at.is_none()).max_by_key(|r| r.id)
+}
+
+/// The key published to sign after the next rotation.
+fn next(rows: &[signing_key::Model]) -> Option<&signing_key::Model> {
+    rows.iter().filter(|r| r.activated_at.is_none() && r.retired_at.is_none()).max_by_key(|r| r.id)
+}
+
+fn is(row: &signing_key::Model, algorithm: Algorithm) -> bool {
+    keys::parse_algorithm(&row.algorithm) == Some(algorithm)
+}
+
 /// How long a retired key must keep verifying: the longest token lifetime, the leeway, and
 /// the time an instance that has not heard of the rotation may go on signing with it.
 fn retention(settings: &config::Jwt) -> Duration {
@@ -55,71 +77,98 @@ fn retention(settings: &config::Jwt) -> Duration {
     Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
 }
 
-/// Takes the lock, and deletes the keys no token can need any more.
-async fn lock_and_prune(txn: &impl ConnectionTrait) -> Result<(), KeyError> {
+/// Takes the lock, deletes the keys no token can need any more, and reads the rest.
+async fn lock_and_read(txn: &impl ConnectionTrait) -> Result<Vec<signing_key::Model>, KeyError> {
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_unprepared(KEYS_LOCK).await?;
     }
     // On SQLite this DELETE is the transaction's first statement: it takes the write lock,
     // whether or not it deletes anything.
     signing_key::Entity::delete_many().filter(signing_key::Column::NotAfter.lt(Utc::now())).exec(txn).await?;
-    Ok(())
+    rows(txn).await
 }
 
-/// At start-up: the current key, made if there is none or if `jwt.algorithm` changed since
-/// it was (the old one then verifies until its tokens have expired). `Some` when a key was made.
+/// At start-up: a current key of `jwt.algorithm` (made at first start, or when the algorithm
+/// changed: the old key then verifies until its tokens have expired) and a next one. `Some`
+/// when the signing key changed.
 pub async fn prepare(db: &DatabaseConnection, settings: &config::Jwt) -> Result<Option<Rotated>, KeyError> {
     let wanted = keys::algorithm(settings.algorithm);
     let txn = db.begin().await?;
-    lock_and_prune(&txn).await?;
-    let current = current(&txn).await?;
-    let change = match current {
-        Some(row) if keys::parse_algorithm(&row.algorithm) == Some(wanted) => None,
-        Some(row) => Some(replace(&txn, settings, Some(row), generate(wanted)?, "algorithm changed").await?),
+    let rows = lock_and_read(&txn).await?;
+    let change = match current(&rows) {
+        Some(row) if is(row, wanted) => None,
+        Some(_) => Some(activate(&txn, settings, &rows, "algorithm changed").await?),
         None => {
-            let material = match wanted {
-                Algorithm::HS256 => adopt_legacy_secret(&txn).await?.map_or_else(|| generate(wanted), Ok)?,
-                _ => generate(wanted)?,
+            let legacy = match wanted {
+                Algorithm::HS256 => adopt_legacy_secret(&txn).await?,
+                _ => None,
             };
-            Some(replace(&txn, settings, None, material, "first start").await?)
+            Some(match legacy {
+                Some(material) => activate_new(&txn, settings, &rows, material, "first start").await?,
+                None => activate(&txn, settings, &rows, "first start").await?,
+            })
         }
     };
+    let next = publish_next(&txn, wanted).await?;
     txn.commit().await?;
-    Ok(change)
+    Ok(change.map(|c| Rotated { next, ..c }))
 }
 
-/// `portcullis rotatekeys`: a new key of `jwt.algorithm` signs from now on; the old one
-/// verifies until every token it signed has expired.
+/// `portcullis rotatekeys`: the next key signs from now on (a new one if it is not of
+/// `jwt.algorithm`), a new next key is published, and the old key verifies until every
+/// token it signed has expired.
 pub async fn rotate(db: &DatabaseConnection, settings: &config::Jwt) -> Result<Rotated, KeyError> {
-    let material = generate(keys::algorithm(settings.algorithm))?;
+    let wanted = keys::algorithm(settings.algorithm);
     let txn = db.begin().await?;
-    lock_and_prune(&txn).await?;
-    let previous = current(&txn).await?;
-    let rotated = replace(&txn, settings, previous, material, "rotatekeys").await?;
+    let rows = lock_and_read(&txn).await?;
+    let rotated = activate(&txn, settings, &rows, "rotatekeys").await?;
+    let next = publish_next(&txn, wanted).await?;
     txn.commit().await?;
-    Ok(rotated)
+    Ok(Rotated { next, ..rotated })
 }
 
-async fn current(db: &impl ConnectionTrait) -> Result<Option<signing_key::Model>, KeyError> {
-    Ok(signing_key::Entity::find()
-        .filter(signing_key::Column::RetiredAt.is_null())
-        .order_by_desc(signing_key::Column::Id)
-        .one(db)
-        .await?)
-}
-
-/// Retires every unretired key and stores the new one.
-async fn replace(
+/// Makes the next key current when it is of `jwt.algorithm`; otherwise a new one.
+async fn activate(
     txn: &impl ConnectionTrait,
     settings: &config::Jwt,
-    previous: Option<signing_key::Model>,
+    rows: &[signing_key::Model],
+    reason: &'static str,
+) -> Result<Rotated, KeyError> {
+    let wanted = keys::algorithm(settings.algorithm);
+    let Some(next) = next(rows).filter(|n| is(n, wanted)) else {
+        return activate_new(txn, settings, rows, generate(wanted)?, reason).await;
+    };
+    let (now, previous) = (Utc::now(), retire_current(txn, settings, rows).await?);
+    let mut row: signing_key::ActiveModel = next.clone().into();
+    row.activated_at = Set(Some(now));
+    row.update(txn).await?;
+    let published_for = Some(now - next.created_at);
+    Ok(Rotated { kid: next.kid.clone(), algorithm: wanted, published_for, previous, next: String::new(), reason })
+}
+
+/// Stores `material` as the current key, never published before.
+async fn activate_new(
+    txn: &impl ConnectionTrait,
+    settings: &config::Jwt,
+    rows: &[signing_key::Model],
     material: Material,
     reason: &'static str,
 ) -> Result<Rotated, KeyError> {
-    let now = Utc::now();
-    let not_after = now + retention(settings);
-    // A key pair's private half is not needed to verify: it goes with the retirement. An
-    // HS256 secret verifies too, so it stays until the row is deleted.
+    let previous = retire_current(txn, settings, rows).await?;
+    let (kid, algorithm) = (material.kid.clone(), material.algorithm);
+    insert(txn, material, true).await?;
+    Ok(Rotated { kid, algorithm, published_for: None, previous, next: String::new(), reason })
+}
+
+/// Retires the current key: it verifies until `not_after`. A key pair's private half is not
+/// needed for that and goes now; an HS256 secret verifies too, so it stays until the row goes.
+async fn retire_current(
+    txn: &impl ConnectionTrait,
+    settings: &config::Jwt,
+    rows: &[signing_key::Model],
+) -> Result<Option<(String, DateTime<Utc>)>, KeyError> {
+    let Some(current) = current(rows) else { return Ok(None) };
+    let (now, not_after) = (Utc::now(), Utc::now() + retention(settings));
     signing_key::Entity::update_many()
         .col_expr(signing_key::Column::RetiredAt, Expr::value(now))
         .col_expr(signing_key::Column::NotAfter, Expr::value(not_after))
@@ -127,23 +176,48 @@ async fn replace(
             signing_key::Column::PrivateKey,
             Expr::cust("CASE WHEN algorithm = 'HS256' THEN private_key ELSE NULL END"),
         )
+        .filter(signing_key::Column::ActivatedAt.is_not_null())
         .filter(signing_key::Column::RetiredAt.is_null())
         .exec(txn)
         .await?;
+    Ok(Some((current.kid.clone(), not_after)))
+}
+
+/// Makes sure a next key of `algorithm` is published (one of another algorithm, which never
+/// signed anything, is dropped); returns its kid.
+async fn publish_next(txn: &impl ConnectionTrait, algorithm: Algorithm) -> Result<String, KeyError> {
+    let rows = rows(txn).await?;
+    if let Some(next) = next(&rows).filter(|n| is(n, algorithm)) {
+        return Ok(next.kid.clone());
+    }
+    signing_key::Entity::delete_many()
+        .filter(signing_key::Column::ActivatedAt.is_null())
+        .filter(signing_key::Column::RetiredAt.is_null())
+        .exec(txn)
+        .await?;
+    let material = generate(algorithm)?;
+    let kid = material.kid.clone();
+    insert(txn, material, false).await?;
+    Ok(kid)
+}
+
+async fn insert(txn: &impl ConnectionTrait, material: Material, active: bool) -> Result<(), KeyError> {
     let Material { kid, algorithm, private, public_jwk } = material;
+    let now = Utc::now();
     signing_key::ActiveModel {
-        kid: Set(kid.clone()),
+        kid: Set(kid),
         algorithm: Set(format!("{algorithm:?}")),
         private_key: Set(Some(private)),
         public_jwk: Set(public_jwk),
         created_at: Set(now),
+        activated_at: Set(active.then_some(now)),
         retired_at: Set(None),
         not_after: Set(None),
         ..Default::default()
     }
     .insert(txn)
     .await?;
-    Ok(Rotated { kid, algorithm, previous: previous.map(|p| (p.kid, not_after)), reason })
+    Ok(())
 }
 
 /// The HS256 secret of a version before keys had their own table, moved into it.
