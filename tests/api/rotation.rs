@@ -103,6 +103,7 @@ async fn other_instances_sign_with_the_new_key_within_their_poll_and_verify_any_
         app.state.db.clone(),
         portcullis::Settings {
             jwt: portcullis::config::Jwt { keys_poll_interval: 0, ..settings.jwt.clone() },
+            cache: portcullis::config::Cache { notify: false, ..settings.cache.clone() },
             ..settings
         },
     )
@@ -222,4 +223,43 @@ async fn rotatekeys_and_restarts_on_the_same_database_log_nobody_out() {
     let out = run(dir.path(), &configured, &["rotatekeys"], "");
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("jwt.signing_key is set"), "{}", text(&out.stderr));
+}
+
+/// PostgreSQL only: two servers that never poll (`keys_poll_interval = 0`) sign with the
+/// new key as soon as `rotatekeys` commits, told by NOTIFY.
+#[tokio::test]
+async fn on_postgresql_every_instance_signs_with_the_new_key_at_once() {
+    let db = TestDb::new();
+    if db.schema.is_empty() {
+        println!("skipped: set PORTCULLIS_TEST_DATABASE_URL=postgres://... to run the multi-instance tests");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = db.env();
+    env.push(("PORTCULLIS_JWT__ALGORITHM", "ES256".into()));
+    env.push(("PORTCULLIS_JWT__KEYS_POLL_INTERVAL", "0".into()));
+    let servers: Vec<Served> = (0..2).map(|_| Served::start(dir.path(), &env, &["--bind", "127.0.0.1:0"])).collect();
+    let http = reqwest::Client::new();
+    let login = json!({"username": "john", "password": STRONG});
+    let res = http.post(format!("{}/register/", servers[0].base)).json(&login).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let signing_kid = |base: String| {
+        let req = http.post(format!("{base}/api/token/")).json(&login);
+        async move { kid(req.send().await.unwrap().json::<Value>().await.unwrap()["access"].as_str().unwrap()) }
+    };
+    let before = signing_kid(servers[1].base.clone()).await;
+    assert_eq!(signing_kid(servers[0].base.clone()).await, before);
+    let out = run(dir.path(), &env, &["rotatekeys"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rotated_at = Instant::now();
+    for server in &servers {
+        while signing_kid(server.base.clone()).await == before {
+            assert!(rotated_at.elapsed() < Duration::from_secs(5), "{} never heard of the rotation", server.base);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    println!("both instances signed with the new key {:?} after rotatekeys exited", rotated_at.elapsed());
+    for server in servers {
+        assert!(server.stop().success());
+    }
 }

@@ -265,6 +265,50 @@ fn generate(algorithm: Algorithm) -> Result<Material, KeyError> {
 mod tests {
     use super::*;
 
+    fn row(id: i64, m: Material, activated: bool, not_after: Option<DateTime<Utc>>) -> signing_key::Model {
+        let now = Utc::now();
+        signing_key::Model {
+            id,
+            kid: m.kid,
+            algorithm: format!("{:?}", m.algorithm),
+            private_key: Some(m.private),
+            public_jwk: m.public_jwk,
+            created_at: now,
+            activated_at: activated.then_some(now),
+            retired_at: not_after.map(|_| now),
+            not_after,
+        }
+    }
+
+    #[test]
+    fn a_retired_key_verifies_and_is_published_until_its_not_after_and_never_after() {
+        let settings = crate::config::Settings::defaults().unwrap().jwt;
+        let hour = Duration::hours(1);
+        let rows = vec![
+            row(1, generate(Algorithm::ES256).unwrap(), true, Some(Utc::now() - hour)),
+            row(2, generate(Algorithm::ES256).unwrap(), true, Some(Utc::now() + hour)),
+            row(3, generate(Algorithm::ES256).unwrap(), true, None),
+            row(4, generate(Algorithm::ES256).unwrap(), false, None),
+        ];
+        let set = keys::KeySet::from_rows(&rows, &settings).unwrap();
+        assert_eq!(set.signer().kid, rows[2].kid);
+        let published: Vec<String> = set.jwks(Utc::now())["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().into())
+            .collect();
+        assert_eq!(
+            published,
+            [rows[2].kid.clone(), rows[3].kid.clone(), rows[1].kid.clone()],
+            "current, next, retired; not the expired one"
+        );
+        let found = |kid: &str, at| matches!(set.verifier(Some(kid), at), keys::Lookup::Found(_));
+        assert!(!found(&rows[0].kid, Utc::now()));
+        assert!(found(&rows[1].kid, Utc::now()) && !found(&rows[1].kid, Utc::now() + hour + hour));
+        assert!(format!("{:?}", rows[3]).contains("[redacted]") && !format!("{:?}", rows[3]).contains("PRIVATE"));
+    }
+
     #[test]
     fn generated_keys_sign_and_verify_with_their_own_jwk() {
         for algorithm in [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
