@@ -3,7 +3,14 @@
 //! (the policy table); the answer comes from `service::introspection`.
 use poem_openapi::{Object, OpenApi, payload::Json, types::Example};
 
-use super::{ApiTags, body::DrfBody, caller::Authed, tokens::required};
+use serde_json::Value;
+
+use super::{
+    ApiTags,
+    body::DrfBody,
+    caller::Authed,
+    fields::{Char, Fields, NOT_A_STRING},
+};
 use crate::{
     error::ApiError,
     service::introspection::{self, Active},
@@ -86,6 +93,21 @@ impl From<Active> for IntrospectionBody {
     }
 }
 
+/// The token, as DRF's `CharField`s read the two fields (no trimming: a token is taken as
+/// sent), except that a token or hint must be a string: a number is no token.
+fn parse(data: &Value) -> Result<String, ApiError> {
+    let mut fields = Fields::new(data)?;
+    let token = fields.char("token", Char::PASSWORD);
+    fields.char("token_type_hint", Char::OPTIONAL);
+    for name in ["token", "token_type_hint"] {
+        if fields.data.get(name).is_some_and(Value::is_number) {
+            fields.errors.add(name, NOT_A_STRING);
+        }
+    }
+    fields.errors.into_result()?;
+    Ok(token)
+}
+
 #[OpenApi(tag = "ApiTags::Services")]
 impl IntrospectApi {
     /// Is this token live? (RFC 7662)
@@ -104,7 +126,7 @@ impl IntrospectApi {
         _caller: Authed,
         body: DrfBody<IntrospectRequest>,
     ) -> Result<Json<IntrospectionBody>, ApiError> {
-        let token = required(&body.data, "token")?;
+        let token = parse(&body.data)?;
         let found = introspection::introspect(&self.state.db, &self.state.jwt, &token).await?;
         Ok(Json(found.map_or_else(IntrospectionBody::inactive, IntrospectionBody::from)))
     }

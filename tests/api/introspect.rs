@@ -131,6 +131,21 @@ async fn anything_not_live_is_inactive_and_bad_requests_are_clear_errors() {
         .await;
     let res = answer(res.0).await;
     assert_eq!((res.status, res.body), (StatusCode::BAD_REQUEST, json!({"token": ["This field is required."]})));
+    let res = app.call(Method::POST, "/introspect/", &[("authorization", &svc)], Some(&json!({"token": 40}))).await;
+    assert_eq!((res.status, res.body), (StatusCode::BAD_REQUEST, json!({"token": ["Not a valid string."]})));
+    let res = answer(
+        app.client
+            .post("/introspect/")
+            .header("authorization", &svc)
+            .content_type(FORM)
+            .body("token=x&token_type_hint=a%00b")
+            .send()
+            .await
+            .0,
+    )
+    .await;
+    let null = json!({"token_type_hint": ["Null characters are not allowed."]});
+    assert_eq!((res.status, res.body), (StatusCode::BAD_REQUEST, null));
     let big = format!("token={}", "a".repeat(5000));
     let res = answer(
         app.client.post("/introspect/").header("authorization", &svc).content_type(FORM).body(big).send().await.0,
