@@ -27,7 +27,8 @@ use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-pub use keys::{KeyError, KeySet};
+pub use keys::KeyError;
+use keys::KeySet;
 pub use keystore::Rotated;
 pub use refresh::{Refreshed, blacklist_user, flush_expired, spent};
 
@@ -207,15 +208,6 @@ impl Jwt {
     /// `GET /.well-known/jwks.json`.
     pub fn jwks(&self) -> Value {
         self.keys.load().jwks(Utc::now())
-    }
-
-    /// The algorithm new tokens are signed with.
-    pub fn algorithm(&self) -> jsonwebtoken::Algorithm {
-        self.keys.load().signer().algorithm
-    }
-
-    pub fn settings(&self) -> &config::Jwt {
-        &self.settings
     }
 
     fn set_listening(&self, on: bool) {
