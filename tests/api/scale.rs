@@ -132,7 +132,7 @@ async fn two_instances_on_one_postgresql_share_every_credential_and_revocation()
     let token = format!("Token {}", body["token"].as_str().unwrap());
     assert_eq!(api.send(Method::GET, format!("{b}/profile/"), Some(&token), None).await.0, 200);
     let (_, tokens) = api.send(Method::GET, format!("{a}/tokens/"), Some(&token), None).await;
-    let id = tokens[0]["id"].as_i64().unwrap();
+    let id = tokens["results"][0]["id"].as_i64().unwrap();
     assert_eq!(api.send(Method::DELETE, format!("{a}/tokens/{id}/"), Some(&token), None).await.0, 204);
     assert_eq!(
         api.send(Method::GET, format!("{b}/profile/"), Some(&token), None).await.1,
@@ -225,7 +225,7 @@ async fn sliding_sessions_written_by_two_instances_lose_nothing() {
     }
     // A deleted session is not brought back by a sliding write from the other instance.
     let (_, list) = browser.send(Method::GET, format!("{}/sessions/", bases[0]), None, None).await;
-    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let id = list["results"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(browser.send(Method::DELETE, format!("{}/sessions/{id}/", bases[0]), None, None).await.0, 204);
     assert_eq!(browser.send(Method::GET, format!("{}/session/data/", bases[1]), None, None).await.0, 403);
     for server in servers {
