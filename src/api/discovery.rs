@@ -41,8 +41,9 @@ pub struct JwkBody {
     pub y: Option<String>,
 }
 
-/// The public keys that verify portcullis JWTs now: the current one first, then retired ones
-/// whose tokens may not have expired yet. Empty with HS256 (a shared secret is never published).
+/// The public keys that verify portcullis JWTs: the current one first, then the next one
+/// (published ahead of the rotation that makes it sign), then retired ones whose tokens may
+/// not have expired yet. Empty with HS256 (a shared secret is never published).
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct JwkSetBody {
@@ -113,10 +114,10 @@ impl DiscoveryApi {
     /// The public keys that verify JWTs (JWKS)
     ///
     /// RFC 7517. Every JWT's header names its key (`kid`); a verifier takes that key from
-    /// here and checks the token with the key's `alg` only. A new key (`portcullis
-    /// rotatekeys`) is listed from the moment it signs, an old one until every token it
-    /// signed has expired; a verifier whose cached set lacks a token's `kid` fetches the set
-    /// again. With HS256, `{"keys": []}`: the shared secret is never published.
+    /// here and checks the token with the key's `alg` only. The key that will sign after the
+    /// next `portcullis rotatekeys` is listed ahead, so a verifier's cached set already holds
+    /// it; an old key stays until every token it signed has expired. With HS256,
+    /// `{"keys": []}`: the shared secret is never published.
     #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
     async fn jwks(&self) -> Cacheable<JwkSetBody> {
         let set = self.state.jwt.jwks();

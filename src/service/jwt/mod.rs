@@ -152,7 +152,8 @@ pub enum RotateError {
 
 impl Jwt {
     /// Loads the keys: from the configuration, or from the database (made there at first
-    /// start; `Some(Rotated)` says a key was made now).
+    /// start; `Some(Rotated)` when the signing key changed now: a first start, or a new
+    /// `jwt.algorithm`).
     pub async fn load(settings: &config::Jwt, db: &DatabaseConnection) -> Result<(Self, Option<Rotated>), KeyError> {
         let (set, db, made) = if settings.configured_keys() {
             (KeySet::from_config(settings)?, None, None)
@@ -184,8 +185,9 @@ impl Jwt {
         Ok(true)
     }
 
-    /// `portcullis rotatekeys`: a new key signs from now on, here and (through NOTIFY or
-    /// their poll) on every instance; the old one verifies until its tokens have expired.
+    /// `portcullis rotatekeys`: the key published as next signs from now on, here and
+    /// (through NOTIFY or their poll) on every instance; a new next key is published; the old
+    /// one verifies until its tokens have expired.
     pub async fn rotate(&self) -> Result<Rotated, RotateError> {
         let Some(db) = &self.db else {
             let key = if self.settings.algorithm == config::JwtAlgorithm::HS256 {
