@@ -238,7 +238,12 @@ async fn on_postgresql_every_instance_signs_with_the_new_key_at_once() {
     let mut env = db.env();
     env.push(("PORTCULLIS_JWT__ALGORITHM", "ES256".into()));
     env.push(("PORTCULLIS_JWT__KEYS_POLL_INTERVAL", "0".into()));
-    let servers: Vec<Served> = (0..2).map(|_| Served::start(dir.path(), &env, &["--bind", "127.0.0.1:0"])).collect();
+    // Started at the same moment on an empty database: one key pair is made, not one each.
+    let servers: Vec<Served> = std::thread::scope(|scope| {
+        let starting: Vec<_> =
+            (0..2).map(|_| scope.spawn(|| Served::start(dir.path(), &env, &["--bind", "127.0.0.1:0"]))).collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
     let http = reqwest::Client::new();
     let login = json!({"username": "john", "password": STRONG});
     let res = http.post(format!("{}/register/", servers[0].base)).json(&login).send().await.unwrap();
@@ -249,6 +254,8 @@ async fn on_postgresql_every_instance_signs_with_the_new_key_at_once() {
     };
     let before = signing_kid(servers[1].base.clone()).await;
     assert_eq!(signing_kid(servers[0].base.clone()).await, before);
+    let published = http.get(format!("{}/.well-known/jwks.json", servers[0].base)).send().await.unwrap();
+    assert_eq!(kids(&published.json::<Value>().await.unwrap()).len(), 2, "one current key and one next key");
     let out = run(dir.path(), &env, &["rotatekeys"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rotated_at = Instant::now();
