@@ -1,5 +1,6 @@
 //! The hot functions: argon2 at the configured parameters, token and session lookups, JWT
-//! encode/verify, and the whole chain for each credential kind, cached and not.
+//! encode/verify (HS256 and each key pair), and the whole chain for each credential kind,
+//! cached and not.
 //!
 //! `cargo bench --bench auth` (add `-- --quick` for a short run).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,11 +11,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis::{
     AppState, Settings,
     authn::Credentials,
-    config::Secret,
+    config::{JwtAlgorithm, Secret},
     crypto,
     service::{
         FieldErrors,
         identity::Origin,
+        jwt::Jwt,
         sessions, tokens,
         users::{self, NewUser},
     },
@@ -52,6 +54,17 @@ async fn fixture() -> Fixture {
     Fixture { password_hash: user.password.clone(), state, uncached, session_key, token_key, access, user, _dir: dir }
 }
 
+/// A key pair made as at first start, in a database of its own.
+async fn key_pair_jwt(algorithm: JwtAlgorithm) -> Jwt {
+    let mut settings = Settings::defaults().unwrap();
+    settings.jwt.algorithm = algorithm;
+    let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
+    opts.max_connections(1).sqlx_logging(false);
+    let db = sea_orm::Database::connect(opts).await.unwrap();
+    store::migrate(&db).await.unwrap();
+    Jwt::load(&settings.jwt, &db).await.unwrap().0
+}
+
 fn creds_session(key: &str) -> Credentials {
     Credentials {
         method: "GET".into(),
@@ -85,8 +98,18 @@ fn benches(c: &mut Criterion) {
     c.bench_function("session/db_lookup", |b| b.to_async(&rt).iter(|| sessions::lookup(&f.state.db, &session_digest)));
     c.bench_function("jwt/encode_access", |b| b.iter(|| f.state.jwt.access_for(black_box(&f.user)).unwrap()));
     c.bench_function("jwt/verify_access", |b| {
-        b.iter(|| f.state.jwt.decode(black_box(&f.access), Some("access")).unwrap())
+        b.to_async(&rt).iter(|| async { f.state.jwt.decode(black_box(&f.access), Some("access")).await.unwrap() })
     });
+    for algorithm in [JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA] {
+        let jwt = rt.block_on(key_pair_jwt(algorithm));
+        let access = jwt.access_for(&f.user).unwrap();
+        c.bench_function(&format!("jwt/{algorithm:?}/encode_access"), |b| {
+            b.iter(|| jwt.access_for(black_box(&f.user)).unwrap())
+        });
+        c.bench_function(&format!("jwt/{algorithm:?}/verify_access"), |b| {
+            b.to_async(&rt).iter(|| async { jwt.decode(black_box(&access), Some("access")).await.unwrap() })
+        });
+    }
 
     let kinds = [
         ("session", creds_session(&f.session_key)),

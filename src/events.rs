@@ -58,6 +58,9 @@ pub enum EventKind {
     EmailVerificationSent,
     /// A verification link was followed: the user's address is verified.
     EmailVerified,
+    /// A new JWT signing key (`detail`: `kid`, `algorithm`, `reason`, the previous key and
+    /// when it stops verifying).
+    SigningKeyRotated,
 }
 
 impl EventKind {
@@ -79,6 +82,7 @@ impl EventKind {
                 | Self::PasswordResetCompleted
                 | Self::EmailVerificationSent
                 | Self::EmailVerified
+                | Self::SigningKeyRotated
         )
     }
 
@@ -108,10 +112,11 @@ impl EventKind {
             Self::PasswordResetCompleted => "password_reset_completed",
             Self::EmailVerificationSent => "email_verification_sent",
             Self::EmailVerified => "email_verified",
+            Self::SigningKeyRotated => "signing_key_rotated",
         }
     }
 
-    pub const ALL: [EventKind; 24] = [
+    pub const ALL: [EventKind; 25] = [
         Self::UserCreated,
         Self::LoginSucceeded,
         Self::LoginFailed,
@@ -136,6 +141,7 @@ impl EventKind {
         Self::PasswordResetCompleted,
         Self::EmailVerificationSent,
         Self::EmailVerified,
+        Self::SigningKeyRotated,
     ];
 }
 

@@ -21,6 +21,7 @@ use crate::{
     service::{
         accounts::{Accounts, Parts, RecoveryParts},
         devices::Devices,
+        identity::Origin,
         jwt::Jwt,
         throttles::RequestThrottles,
     },
@@ -75,7 +76,17 @@ impl AppState {
         }
         let events = Events::new(cache.clone(), Arc::clone(&metrics), audit, notify.then(|| db.clone()));
         let passwords = Passwords::new(&settings.password, Arc::clone(&metrics))?;
-        let jwt = Arc::new(Jwt::load(&settings.jwt, &db).await?);
+        let (jwt, made) = Jwt::load(&settings.jwt, &db).await?;
+        let jwt = Arc::new(jwt);
+        crate::service::jwt::watch::spawn(&jwt, settings.cache.notify);
+        if let Some(made) = made {
+            crate::service::accounts::record_key_change(
+                &events,
+                &made,
+                &Origin { via: Some("startup"), ..Origin::default() },
+            )
+            .await;
+        }
         let throttle = Arc::new(login_throttle(&settings, &db)?);
         let device_key = crate::store::shared_secret(&db, Devices::SECRET_NAME).await?;
         let devices = Devices::new(&device_key).ok_or(StartError::DeviceKey)?;

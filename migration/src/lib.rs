@@ -1,6 +1,6 @@
-//! The whole portcullis schema. Later features add behaviour, not tables: every table the
-//! session, token, JWT, audit and throttling features need is created here; later migrations
-//! add columns (the email verification flag).
+//! The whole portcullis schema: the auth model, sessions, tokens, JWT records, server
+//! secrets, the audit trail and throttle counters (000001-000004), then the email
+//! verification flag (000005) and the JWT signing keys that rotate (000006).
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_users;
@@ -8,6 +8,7 @@ mod m20261122_000002_sessions;
 mod m20261122_000003_tokens;
 mod m20261122_000004_operations;
 mod m20261201_000005_email_verified;
+mod m20261201_000006_signing_keys;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_tokens::Migration),
             Box::new(m20261122_000004_operations::Migration),
             Box::new(m20261201_000005_email_verified::Migration),
+            Box::new(m20261201_000006_signing_keys::Migration),
         ]
     }
 }

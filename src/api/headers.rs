@@ -17,11 +17,12 @@ use poem::{
     http::{HeaderMap, HeaderValue, header},
 };
 
-use super::policy::policy_for;
+use super::policy::{ViewChain, policy_for};
 use crate::config::{AuthScheme, Settings};
 
-/// Views whose answer carries a credential (paths without their trailing slash).
-const CREDENTIAL_PATHS: &[&str] = &["/login", "/api-token-auth", "/api/token", "/api/token/refresh"];
+/// Views whose answer carries a credential, or says whether one is live (an introspection
+/// answer kept by a cache would outlive a revocation); paths without their trailing slash.
+const CREDENTIAL_PATHS: &[&str] = &["/login", "/api-token-auth", "/api/token", "/api/token/refresh", "/introspect"];
 
 /// Always set, unless the answer set its own (as Django's `setdefault`).
 const EVERY_ANSWER: &[(&str, &str)] = &[
@@ -53,8 +54,9 @@ impl Headers {
     /// Whether the view at `path` runs the session authenticator (only DRF views do).
     fn reads_session(&self, path: &str) -> bool {
         policy_for(path).is_some_and(|policy| match policy.chain {
-            Some(chain) => chain.contains(&AuthScheme::Session),
-            None => self.default_chain_reads_session,
+            ViewChain::Only(chain) => chain.contains(&AuthScheme::Session),
+            ViewChain::DefaultAnd(extra) => extra == AuthScheme::Session || self.default_chain_reads_session,
+            ViewChain::Default => self.default_chain_reads_session,
         })
     }
 

@@ -6,11 +6,13 @@ pub mod auth;
 pub mod body;
 pub mod caller;
 pub mod cookies;
+pub mod discovery;
 pub mod examples;
 pub mod fields;
 pub mod gateway;
 pub mod headers;
 pub mod health;
+pub mod introspect;
 pub mod pages;
 pub mod pages_html;
 pub mod pagination;
@@ -38,6 +40,9 @@ pub enum ApiTags {
     Account,
     /// Staff-only and operational endpoints.
     Admin,
+    /// For the services behind portcullis: the public keys that verify JWTs offline, discovery,
+    /// and token introspection (RFC 7662).
+    Services,
     /// The tutorial's example views: protected pages, permissions, cookies.
     Examples,
 }
@@ -65,6 +70,8 @@ pub type Apis = (
     admin::AdminApi,
     audit::AuditApi,
     health::HealthApi,
+    discovery::DiscoveryApi,
+    introspect::IntrospectApi,
 );
 
 const DESCRIPTION: &str = "portcullis gives API clients what Django REST Framework's \
@@ -82,6 +89,8 @@ pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
         admin::AdminApi { state: state.clone() },
         audit::AuditApi { state: state.clone() },
         health::HealthApi { state: state.clone() },
+        discovery::DiscoveryApi { state: state.clone() },
+        introspect::IntrospectApi { state: state.clone() },
     );
     OpenApiService::new(apis, "portcullis", env!("CARGO_PKG_VERSION")).description(DESCRIPTION)
 }

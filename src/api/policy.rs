@@ -17,14 +17,41 @@ use crate::{
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
-    /// `None`: `auth.chain`.
-    pub chain: Option<&'static [AuthScheme]>,
+    pub chain: ViewChain,
     /// `None`: `auth.default_permission`.
     pub permission: Option<Permission>,
 }
 
+/// A view's `authentication_classes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ViewChain {
+    /// `auth.chain` (DRF's `DEFAULT_AUTHENTICATION_CLASSES`).
+    Default,
+    /// `auth.chain`, then this one if the chain lacks it.
+    DefaultAnd(AuthScheme),
+    /// Exactly these, whatever `auth.chain` says (`&[]`: no authentication at all).
+    Only(&'static [AuthScheme]),
+}
+
+impl ViewChain {
+    /// The schemes the view runs, in order.
+    pub fn schemes(self, default: &[AuthScheme]) -> Vec<AuthScheme> {
+        match self {
+            Self::Default => default.to_vec(),
+            Self::DefaultAnd(extra) => {
+                let mut schemes = default.to_vec();
+                if !schemes.contains(&extra) {
+                    schemes.push(extra);
+                }
+                schemes
+            }
+            Self::Only(schemes) => schemes.to_vec(),
+        }
+    }
+}
+
 const fn view(permission: Option<Permission>) -> Policy {
-    Policy { chain: None, permission }
+    Policy { chain: ViewChain::Default, permission }
 }
 
 const ANYONE: Policy = view(Some(Permission::AllowAny));
@@ -32,7 +59,11 @@ const SIGNED_IN: Policy = view(Some(Permission::IsAuthenticated));
 const DEFAULT: Policy = view(None);
 const STAFF: Policy = view(Some(Permission::IsAdminUser));
 /// simplejwt's token views: `authentication_classes = ()`.
-const NO_AUTHENTICATION: Policy = Policy { chain: Some(&[]), permission: Some(Permission::AllowAny) };
+const NO_AUTHENTICATION: Policy = Policy { chain: ViewChain::Only(&[]), permission: Some(Permission::AllowAny) };
+/// For other services (API.md "Token introspection"): any authenticator of `auth.chain`, or
+/// Basic (a service account's username and password), and the permission.
+const INTROSPECTION: Policy =
+    Policy { chain: ViewChain::DefaultAnd(Basic), permission: Some(Permission::HasPerm("portcullis.introspect")) };
 
 /// Paths without their trailing slash; `{}` matches one segment.
 const ROUTES: &[(&str, Policy)] = &[
@@ -43,10 +74,10 @@ const ROUTES: &[(&str, Policy)] = &[
     ("/csrf", ANYONE),
     ("/protected", DEFAULT),
     ("/dashboard", DEFAULT),
-    ("/profile", Policy { chain: Some(&[Token]), permission: Some(Permission::IsAuthenticated) }),
+    ("/profile", Policy { chain: ViewChain::Only(&[Token]), permission: Some(Permission::IsAuthenticated) }),
     ("/whoami", SIGNED_IN),
     ("/session", DEFAULT),
-    ("/session/data", Policy { chain: Some(&[Session]), permission: Some(Permission::IsAuthenticated) }),
+    ("/session/data", Policy { chain: ViewChain::Only(&[Session]), permission: Some(Permission::IsAuthenticated) }),
     ("/sessions", SIGNED_IN),
     ("/sessions/{}", SIGNED_IN),
     ("/tokens", SIGNED_IN),
@@ -68,6 +99,9 @@ const ROUTES: &[(&str, Policy)] = &[
     ("/cookie/set", ANYONE),
     ("/cookie/get", ANYONE),
     ("/cookie/delete", ANYONE),
+    ("/.well-known/jwks.json", NO_AUTHENTICATION),
+    ("/.well-known/openid-configuration", NO_AUTHENTICATION),
+    ("/introspect", INTROSPECTION),
 ];
 
 /// The policy of the view at `path`, if it is one.
@@ -129,22 +163,23 @@ pub fn route_label(path: &str) -> &'static str {
     .unwrap_or("unmatched")
 }
 
-/// `auth.chain` and every chain a view overrides, built once at start-up.
+/// Every chain a view runs, built once at start-up.
 pub struct ViewChains {
+    chains: HashMap<ViewChain, Chain>,
     default: Chain,
-    overrides: HashMap<&'static [AuthScheme], Chain>,
 }
 
 impl ViewChains {
     pub fn new(state: &AppState) -> Arc<Self> {
         let deps = state.authn();
-        let overrides = ROUTES.iter().filter_map(|(_, p)| p.chain).map(|c| (c, Chain::new(c, &deps))).collect();
-        Arc::new(Self { default: Chain::new(&state.settings.auth.chain, &deps), overrides })
+        let default = &state.settings.auth.chain;
+        let chains = ROUTES.iter().map(|(_, p)| (p.chain, Chain::new(&p.chain.schemes(default), &deps))).collect();
+        Arc::new(Self { chains, default: Chain::new(default, &deps) })
     }
 
     /// The chain a view runs.
     pub fn of(&self, policy: &Policy) -> &Chain {
-        policy.chain.and_then(|c| self.overrides.get(c)).unwrap_or(&self.default)
+        self.chains.get(&policy.chain).unwrap_or(&self.default)
     }
 }
 
@@ -161,7 +196,7 @@ pub fn documented_security(policy: &Policy, method: &str) -> Value {
     let unsafe_method = !matches!(method, "get" | "head" | "options" | "trace");
     let mut requirements: Vec<Value> = policy
         .chain
-        .unwrap_or(DOCUMENTED_CHAIN)
+        .schemes(DOCUMENTED_CHAIN)
         .iter()
         .map(|scheme| match scheme {
             Session if unsafe_method => json!({"session": [], "csrf": []}),
@@ -208,7 +243,11 @@ mod tests {
         assert!(policy_for("/sessions/abc/def").is_none());
         assert!(policy_for("/healthz").is_none());
         assert!(policy_for("/").is_none());
-        assert_eq!(policy_for("/profile").and_then(|p| p.chain), Some(&[Token][..]));
+        assert_eq!(policy_for("/profile").map(|p| p.chain), Some(ViewChain::Only(&[Token])));
+        assert_eq!(policy_for("/.well-known/jwks.json").map(|p| p.chain), Some(ViewChain::Only(&[])));
+        let introspect = policy_for("/introspect/").unwrap().chain;
+        assert_eq!(introspect.schemes(&[Session, Token]), [Session, Token, Basic]);
+        assert_eq!(introspect.schemes(&[Basic, Jwt]), [Basic, Jwt]);
         assert_eq!(route_label("/sessions/abc/"), "/sessions/{}");
         assert_eq!(route_label("/docs/"), "/docs");
         assert_eq!(route_label("/nope/x"), "unmatched");

@@ -23,7 +23,7 @@ use super::{
 use crate::state::AppState;
 
 /// Paths that are not DRF views and keep their exact form.
-const NO_SLASH: &[&str] = &["/healthz"];
+const NO_SLASH: &[&str] = &["/healthz", "/.well-known/jwks.json", "/.well-known/openid-configuration"];
 
 /// The document as served at `/openapi.json` and written by `portcullis openapi`.
 pub fn document(state: &AppState) -> String {

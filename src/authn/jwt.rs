@@ -83,7 +83,7 @@ impl Authenticator for JwtAuthenticator {
             }
         }
         let ticket = self.cache.ticket();
-        let claims = match self.jwt.decode(raw, Some(jwt::ACCESS)) {
+        let claims = match self.jwt.decode(raw, Some(jwt::ACCESS)).await {
             Ok(claims) => claims,
             Err(TokenError::Token(message)) => return not_valid(message),
             Err(_) => return not_valid(jwt::msg::INVALID),

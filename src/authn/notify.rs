@@ -17,6 +17,9 @@ pub fn spawn_listener(db: &DatabaseConnection, cache: Arc<CredentialCache>) {
         return;
     }
     let pool = db.get_postgres_connection_pool().clone();
+    // Until the first LISTEN succeeds a revocation elsewhere would go unheard: read the
+    // database until then, as while the channel is down.
+    cache.set_bypass(true);
     tokio::spawn(async move {
         loop {
             match listen(&pool, &cache).await {

@@ -1,8 +1,9 @@
-//! Housekeeping commands: expired rows, the audit trail, the Django import, the mail settings.
+//! Housekeeping commands: expired rows, the audit trail, the signing key, the Django import,
+//! the mail settings.
 use super::{CliError, Command};
 use crate::{
     django_import,
-    service::{ServiceError, audit_log, jwt, sessions, tokens},
+    service::{ServiceError, audit_log, identity::Origin, jwt, jwt::RotateError, sessions, tokens},
     state::AppState,
 };
 
@@ -25,6 +26,7 @@ pub async fn run(state: &AppState, command: Command) -> Result<(), CliError> {
             println!("Deleted {count} audit events older than {days} days.");
         }
         Command::Sendtestemail { addresses } => send_test_email(state, &addresses).await?,
+        Command::Rotatekeys => rotate_keys(state).await?,
         other => return Err(CliError::Usage(format!("{other:?} is not a maintenance command"))),
     }
     Ok(())
@@ -42,6 +44,32 @@ async fn send_test_email(state: &AppState, addresses: &[String]) -> Result<(), C
     for to in addresses {
         state.accounts.mailer().send(&letter(to)).await.map_err(|e| CliError::Mail(to.clone(), e))?;
         println!("Sent a test email to {to}.");
+    }
+    Ok(())
+}
+
+async fn rotate_keys(state: &AppState) -> Result<(), CliError> {
+    let rotated = state.accounts.rotate_signing_key(&Origin::cli()).await.map_err(|e| match e {
+        RotateError::Configured(why) => CliError::Usage(why),
+        RotateError::Key(e) => e.into(),
+    })?;
+    let algorithm = format!("{:?}", rotated.algorithm);
+    println!("New JWT signing key {} ({algorithm}): it signs from now on, on every instance.", rotated.kid);
+    if let Some((kid, until)) = &rotated.previous {
+        let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        println!("The previous key {kid} verifies the tokens it signed until {until}, then leaves the JWKS.");
+    }
+    println!("Published next: {} (it signs after the next rotation).", rotated.next);
+    // Verifiers that cached the JWKS before the new key was published meet an unknown kid;
+    // most fetch the set again at once, some only after a cooldown (PyJWT: 30 s).
+    let max_age = i64::try_from(state.settings.jwt.jwks_max_age).unwrap_or(i64::MAX);
+    let published = rotated.published_for.map_or(0, |d| d.num_seconds());
+    if published < max_age {
+        eprintln!(
+            "warning: the new key was published {published} s ago, less than jwt.jwks_max_age ({max_age} s): \
+             verifiers that cached the JWKS before then and throttle refetches may refuse its tokens for a \
+             while. Rotate at most once per jwt.jwks_max_age to avoid this."
+        );
     }
     Ok(())
 }

@@ -64,6 +64,9 @@ pub enum Command {
     Clearsessions,
     /// Delete expired tokens and expired JWT blacklist entries
     Flushexpiredtokens,
+    /// A new JWT signing key from now on, on every instance; the old one verifies (and stays
+    /// in /.well-known/jwks.json) until every token it signed has expired
+    Rotatekeys,
     /// End every session, token and JWT of a user (as POST /logoutall/ does)
     Logoutall { username: String },
     /// Let a user log in again

@@ -25,6 +25,8 @@ pub enum CliError {
     Service(#[from] ServiceError),
     #[error(transparent)]
     Import(#[from] ImportError),
+    #[error(transparent)]
+    Keys(#[from] crate::service::jwt::KeyError),
     /// Bad input on the command line or at a prompt.
     #[error("{0}")]
     Usage(String),

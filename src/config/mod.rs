@@ -7,7 +7,10 @@
 //! of portcullis.
 mod email;
 mod gateway;
+mod jwt;
 pub mod values;
+
+pub use jwt::Jwt;
 
 use std::{net::SocketAddr, path::Path};
 
@@ -148,23 +151,6 @@ pub struct Token {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Jwt {
-    pub algorithm: JwtAlgorithm,
-    pub signing_key: Secret,
-    pub private_key_file: String,
-    pub public_key_file: String,
-    pub access_token_lifetime: u64,
-    pub refresh_token_lifetime: u64,
-    pub rotate_refresh_tokens: bool,
-    pub blacklist_after_rotation: bool,
-    pub leeway: u64,
-    pub audience: String,
-    pub issuer: String,
-    pub auth_header_types: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Cache {
     pub ttl: u64,
     pub max_entries: u64,
@@ -274,7 +260,7 @@ impl Settings {
         })?;
         self.validate_auth()?;
         self.validate_cookies()?;
-        self.validate_jwt()?;
+        self.jwt.validate()?;
         self.email.validate()?;
         self.account.validate()?;
         self.gateway.validate()?;
@@ -346,26 +332,6 @@ impl Settings {
                     format!("{origin:?} is not an origin like \"https://example.com\""),
                 ));
             }
-        }
-        Ok(())
-    }
-
-    fn validate_jwt(&self) -> Result<(), ConfigError> {
-        let jwt = &self.jwt;
-        if jwt.algorithm != JwtAlgorithm::HS256 {
-            for (key, file) in
-                [("jwt.private_key_file", &jwt.private_key_file), ("jwt.public_key_file", &jwt.public_key_file)]
-            {
-                if file.is_empty() || !Path::new(file).is_file() {
-                    return Err(invalid(key, format!("{:?} needs a readable PEM file, got {file:?}", jwt.algorithm)));
-                }
-            }
-        }
-        if jwt.access_token_lifetime == 0 || jwt.refresh_token_lifetime == 0 {
-            return Err(invalid("jwt.access_token_lifetime", "lifetimes must be above 0"));
-        }
-        if jwt.auth_header_types.is_empty() || jwt.auth_header_types.iter().any(|t| t.is_empty() || t.contains(' ')) {
-            return Err(invalid("jwt.auth_header_types", "one or more single words are needed"));
         }
         Ok(())
     }

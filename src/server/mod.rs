@@ -65,6 +65,15 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let bind = settings.server.bind;
     let drain = Duration::from_secs(settings.server.shutdown_timeout);
     let limits = Limits::from(&settings.server);
+    if settings.jwt.algorithm == crate::config::JwtAlgorithm::RS256 {
+        // The only RSA implementation in jsonwebtoken's rust_crypto backend has an open
+        // advisory about timing on private-key operations; verifying is not affected.
+        tracing::warn!(
+            "jwt.algorithm = \"RS256\" signs with the rsa crate (RUSTSEC-2023-0071: timing side channel \
+             on private-key operations, no fixed release); prefer \"EdDSA\" or \"ES256\" unless a \
+             verifier needs RS256"
+        );
+    }
     let state = AppState::new(db.clone(), settings).await?;
     let state_events_flush = state.events.clone();
     // Listen for signals before announcing the address, so an early SIGTERM is graceful too.

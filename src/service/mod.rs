@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod devices;
 pub mod email_tokens;
 pub mod identity;
+pub mod introspection;
 pub mod jwt;
 pub mod permissions;
 pub mod sessions;

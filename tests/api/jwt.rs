@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::{STRONG, TestApp};
 
-fn claims(token: &str) -> Value {
+pub fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-fn header(token: &str) -> Value {
+pub fn header(token: &str) -> Value {
     let head = token.split('.').next().unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head).unwrap()).unwrap()
 }
@@ -27,16 +27,21 @@ async fn jwt_app(tweak: impl FnOnce(&mut portcullis::Settings)) -> TestApp {
     .await
 }
 
-async fn hs_key(app: &TestApp) -> String {
-    portcullis::store::jwt::secret::Entity::find_by_id("jwt_hs256_key".to_owned())
+/// The generated HS256 secret that signs now.
+pub async fn hs_key(app: &TestApp) -> String {
+    use portcullis::store::jwt::signing_key;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    signing_key::Entity::find()
+        .filter(signing_key::Column::RetiredAt.is_null())
         .one(&app.state.db)
         .await
         .unwrap()
         .unwrap()
-        .value
+        .private_key
+        .unwrap()
 }
 
-fn not_valid(message: &str) -> Value {
+pub fn not_valid(message: &str) -> Value {
     json!({
         "detail": "Given token not valid for any token type",
         "code": "token_not_valid",
@@ -49,7 +54,9 @@ async fn obtain_gives_a_simplejwt_pair() {
     let app = jwt_app(|_| {}).await;
     app.register("john").await;
     let (access, refresh) = app.jwt("john").await;
-    assert_eq!(header(&access), json!({"typ": "JWT", "alg": "HS256"}));
+    let kid = header(&access)["kid"].as_str().unwrap().to_owned();
+    assert!(kid.starts_with("hs256-"), "{kid}");
+    assert_eq!(header(&access), json!({"typ": "JWT", "alg": "HS256", "kid": kid}));
     let (a, r) = (claims(&access), claims(&refresh));
     assert_eq!(a["token_type"], "access");
     assert_eq!(r["token_type"], "refresh");
@@ -340,7 +347,7 @@ async fn the_generated_key_is_persisted_and_shared() {
     // A second instance on the same database verifies the first one's tokens.
     let settings = (*app.state.settings).clone();
     let other = portcullis::AppState::new(app.state.db.clone(), settings).await.unwrap();
-    assert!(other.jwt.decode(&access, Some("access")).is_ok());
+    assert!(other.jwt.decode(&access, Some("access")).await.is_ok());
     // A configured key is used as given.
     let app = jwt_app(|s| s.jwt.signing_key = portcullis::config::Secret::new("django-insecure-key")).await;
     app.register("ann").await;

@@ -11,7 +11,7 @@
 // What it checks:
 //   (a) every request the page makes goes to a loopback host: anything else is blocked,
 //       recorded, and fails the run (the page must work fully offline, no CDN);
-//   (b) Swagger UI renders and shows the six tag sections of the spec;
+//   (b) Swagger UI renders and shows the seven tag sections of the spec;
 //   (c) scenario "session": POST /login/ through "Try it out" answers 200, then GET /protected/
 //       answers 200 with "Hello" in its body (the browser carries the session cookie);
 //   (d) scenario "token", in a fresh browser context: the Authorize dialog offers the four
@@ -47,7 +47,7 @@ const RUN_TIMEOUT = 100_000;
 
 // The tag sections the page must show (names as the spec declares them; compared
 // case-insensitively so that e.g. "Jwt" -> "JWT" does not break the test).
-const EXPECTED_TAGS = ['Session', 'Token', 'Jwt', 'Account', 'Admin', 'Examples'];
+const EXPECTED_TAGS = ['Session', 'Token', 'Jwt', 'Account', 'Admin', 'Examples', 'Services'];
 
 fs.mkdirSync(ARTIFACT_DIR, { recursive: true });
 // Screenshots left by an earlier run would be mistaken for this run's.

@@ -2,9 +2,10 @@
 //! handler, a CLI command, later a gateway). Each checks what it needs, changes the data,
 //! and emits its own security event; the doors parse input, call one method and map the
 //! result. Split by subject: [`login`], [`password`], [`logout`] (and other revocations),
-//! [`admin`] (accounts, activation, permissions, groups), and recovery by email: [`reset`],
-//! [`verification`], and what they share, [`recovery`].
+//! [`admin`] (accounts, activation, permissions, groups), [`keys`] (the JWT signing key),
+//! and recovery by email: [`reset`], [`verification`], and what they share, [`recovery`].
 mod admin;
+mod keys;
 mod login;
 mod logout;
 mod password;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 pub use self::{
+    keys::record_key_change,
     logout::LogoutError,
     password::PasswordChangeError,
     recovery::{INVALID_EMAIL, Recovery, RecoveryError, RecoveryParts},

@@ -4,18 +4,33 @@
 //! tokens carry a digest of the user's security stamp (a password change or "log out
 //! everywhere" revokes access and refresh tokens alike), and only `jti`s are stored.
 //!
-//! [`keys`] loads the signing keys; [`refresh`] keeps the refresh tokens' records.
+//! Every token names its key (`kid`); the keys rotate without logging anyone out.
+//! [`keys`] holds a set of keys, [`keystore`] keeps them in the database, [`watch`] tells
+//! running instances of a rotation; [`refresh`] keeps the refresh tokens' records.
 mod keys;
+mod keystore;
 mod refresh;
+pub mod watch;
 
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
 use chrono::Utc;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use sea_orm::{ConnectionTrait, DbErr};
+use jsonwebtoken::{Header, errors::ErrorKind};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 pub use keys::KeyError;
-pub use refresh::{Refreshed, blacklist_user, flush_expired};
+use keys::KeySet;
+pub use keystore::Rotated;
+pub use refresh::{Refreshed, blacklist_user, flush_expired, spent};
 
 use crate::{config, crypto, store::user};
 
@@ -40,6 +55,7 @@ pub struct Claims {
     pub user_id: Option<i64>,
     pub stamp: Option<String>,
     pub exp: i64,
+    pub iat: Option<i64>,
 }
 
 /// Why a token was refused, as simplejwt words it.
@@ -106,13 +122,16 @@ impl From<TokenError> for JwtError {
     }
 }
 
-/// The pinned algorithm, its keys and the lifetimes.
+/// The keys (swapped whole by a rotation) and the lifetimes.
 pub struct Jwt {
-    algorithm: Algorithm,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    keys: ArcSwap<KeySet>,
+    /// Where the keys are read again after a rotation; `None` for keys from the configuration.
+    db: Option<DatabaseConnection>,
     settings: config::Jwt,
+    /// The last read of the keys caused by a token naming an unknown `kid` (at most one a second).
+    last_miss: Mutex<Option<Instant>>,
+    /// Whether a PostgreSQL NOTIFY channel tells us of rotations (no need to poll then).
+    listening: AtomicBool,
 }
 
 /// A new pair from `POST /api/token/`.
@@ -122,21 +141,83 @@ pub struct Pair {
     pub refresh_jti: String,
 }
 
+/// Why `rotatekeys` did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("{0}")]
+    Configured(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
 impl Jwt {
-    /// Loads the keys (see [`keys`]) and pins the algorithm, lifetimes, audience and issuer.
-    pub async fn load(settings: &config::Jwt, db: &impl ConnectionTrait) -> Result<Self, KeyError> {
-        let (algorithm, encoding, decoding) = keys::load(settings, db).await?;
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = settings.leeway;
-        validation.validate_aud = !settings.audience.is_empty();
-        if !settings.audience.is_empty() {
-            validation.set_audience(&[&settings.audience]);
-            validation.set_required_spec_claims(&["exp", "aud"]);
+    /// Loads the keys: from the configuration, or from the database (made there at first
+    /// start; `Some(Rotated)` when the signing key changed now: a first start, or a new
+    /// `jwt.algorithm`).
+    pub async fn load(settings: &config::Jwt, db: &DatabaseConnection) -> Result<(Self, Option<Rotated>), KeyError> {
+        let (set, db, made) = if settings.configured_keys() {
+            (KeySet::from_config(settings)?, None, None)
+        } else {
+            let made = keystore::prepare(db, settings).await?;
+            if made.is_some() {
+                watch::notify(db).await;
+            }
+            (KeySet::from_rows(&keystore::rows(db).await?, settings)?, Some(db.clone()), made)
+        };
+        let jwt = Self {
+            keys: ArcSwap::from_pointee(set),
+            db,
+            settings: settings.clone(),
+            last_miss: Mutex::new(None),
+            listening: AtomicBool::new(false),
+        };
+        Ok((jwt, made))
+    }
+
+    /// Reads the keys from the database again if they changed; `true` when they did.
+    pub async fn reload(&self) -> Result<bool, KeyError> {
+        let Some(db) = &self.db else { return Ok(false) };
+        let rows = keystore::rows(db).await?;
+        if keys::fingerprint(&rows) == self.keys.load().fingerprint {
+            return Ok(false);
         }
-        if !settings.issuer.is_empty() {
-            validation.set_issuer(&[&settings.issuer]);
-        }
-        Ok(Self { algorithm, encoding, decoding, validation, settings: settings.clone() })
+        self.keys.store(Arc::new(KeySet::from_rows(&rows, &self.settings)?));
+        Ok(true)
+    }
+
+    /// `portcullis rotatekeys`: the key published as next signs from now on, here and
+    /// (through NOTIFY or their poll) on every instance; a new next key is published; the old
+    /// one verifies until its tokens have expired.
+    pub async fn rotate(&self) -> Result<Rotated, RotateError> {
+        let Some(db) = &self.db else {
+            let key = if self.settings.algorithm == config::JwtAlgorithm::HS256 {
+                "jwt.signing_key is set: portcullis does not replace a key from the configuration; \
+                 change it there (tokens signed with the old one stop working), or empty it to let \
+                 portcullis keep and rotate its own"
+            } else {
+                "jwt.private_key_file is set: replace the key files yourself and list the old public \
+                 key in jwt.previous_public_key_files until its tokens have expired, or empty both \
+                 to let portcullis keep and rotate its own key pair"
+            };
+            return Err(RotateError::Configured(key.into()));
+        };
+        let rotated = keystore::rotate(db, &self.settings).await?;
+        watch::notify(db).await;
+        self.reload().await?;
+        Ok(rotated)
+    }
+
+    /// `GET /.well-known/jwks.json`.
+    pub fn jwks(&self) -> Value {
+        self.keys.load().jwks(Utc::now())
+    }
+
+    fn set_listening(&self, on: bool) {
+        self.listening.store(on, Ordering::Relaxed);
+    }
+
+    fn listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
     }
 
     /// Whether a verified token's `exp` has passed since (jsonwebtoken's rule, with leeway).
@@ -164,7 +245,11 @@ impl Jwt {
         if !self.settings.issuer.is_empty() {
             claims["iss"] = json!(self.settings.issuer);
         }
-        Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)?)
+        let keys = self.keys.load();
+        let signer = keys.signer();
+        let mut header = Header::new(signer.algorithm);
+        header.kid = Some(signer.kid.clone());
+        Ok(jsonwebtoken::encode(&header, &claims, &signer.encoding)?)
     }
 
     /// An access token for `user`.
@@ -172,35 +257,76 @@ impl Jwt {
         self.encode(ACCESS, user, self.settings.access_token_lifetime, &new_jti())
     }
 
-    /// Checks signature, algorithm, expiry, audience/issuer and, when given, the type.
-    pub fn decode(&self, token: &str, expected: Option<&str>) -> Result<Claims, TokenError> {
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation).map_err(|e| {
-                TokenError::Token(if matches!(e.kind(), ErrorKind::ExpiredSignature) {
-                    msg::EXPIRED
-                } else {
-                    msg::INVALID
-                })
-            })?;
-        let c = data.claims;
-        let token_type = c.get("token_type").and_then(Value::as_str).ok_or(TokenError::Token(msg::NO_TYPE))?.to_owned();
-        if expected.is_some_and(|t| t != token_type) {
-            return Err(TokenError::Token(msg::WRONG_TYPE));
-        }
-        let jti = c.get("jti").and_then(Value::as_str).ok_or(TokenError::Token(msg::NO_ID))?.to_owned();
-        let user_id = match c.get("user_id") {
-            Some(Value::String(s)) => s.parse().ok(),
-            Some(Value::Number(n)) => n.as_i64(),
-            _ => None,
+    /// Checks the key (`kid`), signature, algorithm, expiry, audience/issuer and, when
+    /// given, the type. A `kid` this instance does not know makes it read the keys again
+    /// first (another instance may have rotated a moment ago).
+    pub async fn decode(&self, token: &str, expected: Option<&str>) -> Result<Claims, TokenError> {
+        let claims = match self.checked_claims(token)? {
+            Some(claims) => claims,
+            None if self.reload_on_miss().await => {
+                self.checked_claims(token)?.ok_or(TokenError::Token(msg::INVALID))?
+            }
+            None => return Err(TokenError::Token(msg::INVALID)),
         };
-        Ok(Claims {
-            token_type,
-            jti,
-            user_id,
-            stamp: c.get("stamp").and_then(Value::as_str).map(str::to_owned),
-            exp: c.get("exp").and_then(Value::as_i64).unwrap_or_default(),
+        claims_of(claims, expected)
+    }
+
+    /// The verified claims; `None` when the token names a key this set does not have.
+    fn checked_claims(&self, token: &str) -> Result<Option<Map<String, Value>>, TokenError> {
+        let invalid = TokenError::Token(msg::INVALID);
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid.clone())?;
+        let keys = self.keys.load();
+        let keys::Lookup::Found(verifier) = keys.verifier(header.kid.as_deref(), Utc::now()) else {
+            return Ok(None);
+        };
+        verifier.decode(token).map(Some).map_err(|e| {
+            TokenError::Token(if matches!(e.kind(), ErrorKind::ExpiredSignature) { msg::EXPIRED } else { msg::INVALID })
         })
     }
+
+    /// Reads the keys again for a token naming an unknown `kid`, at most once a second
+    /// (whatever the tokens sent, the database sees one cheap query a second at most).
+    async fn reload_on_miss(&self) -> bool {
+        if self.db.is_none() {
+            return false;
+        }
+        {
+            let Ok(mut last) = self.last_miss.lock() else { return false };
+            if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.reload().await {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the JWT signing keys");
+                false
+            }
+        }
+    }
+}
+
+/// The claims portcullis reads from a verified token.
+fn claims_of(c: Map<String, Value>, expected: Option<&str>) -> Result<Claims, TokenError> {
+    let token_type = c.get("token_type").and_then(Value::as_str).ok_or(TokenError::Token(msg::NO_TYPE))?.to_owned();
+    if expected.is_some_and(|t| t != token_type) {
+        return Err(TokenError::Token(msg::WRONG_TYPE));
+    }
+    let jti = c.get("jti").and_then(Value::as_str).ok_or(TokenError::Token(msg::NO_ID))?.to_owned();
+    let user_id = match c.get("user_id") {
+        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::Number(n)) => n.as_i64(),
+        _ => None,
+    };
+    Ok(Claims {
+        token_type,
+        jti,
+        user_id,
+        stamp: c.get("stamp").and_then(Value::as_str).map(str::to_owned),
+        exp: c.get("exp").and_then(Value::as_i64).unwrap_or_default(),
+        iat: c.get("iat").and_then(Value::as_i64),
+    })
 }
 
 /// simplejwt's `jti`: 32 hex characters.

@@ -64,7 +64,7 @@ impl Jwt {
         db: &impl ConnectionTrait,
         token: &str,
     ) -> Result<(Claims, user::Model, outstanding::Model), JwtError> {
-        let claims = self.decode(token, Some(REFRESH))?;
+        let claims = self.decode(token, Some(REFRESH)).await?;
         // The user first: a deleted user's rows are gone, and nothing may be recorded for them.
         let user = match claims.user_id {
             Some(id) => user::Entity::find_by_id(id).one(db).await?,
@@ -160,16 +160,9 @@ impl Jwt {
     /// `POST /api/token/verify/`: any valid token; a blacklisted or rotated-away refresh
     /// token is refused whatever the settings.
     pub async fn verify(&self, db: &impl ConnectionTrait, token: &str) -> Result<(), JwtError> {
-        let claims = self.decode(token, None)?;
-        if claims.token_type == REFRESH {
-            let row = outstanding::Entity::find()
-                .filter(outstanding::Column::Jti.eq(&claims.jti))
-                .find_also_related(blacklisted::Entity)
-                .one(db)
-                .await?;
-            if matches!(row, Some((_, Some(_)))) || row.as_ref().is_some_and(|(r, _)| r.rotated_at.is_some()) {
-                return Err(TokenError::Token(msg::BLACKLISTED).into());
-            }
+        let claims = self.decode(token, None).await?;
+        if claims.token_type == REFRESH && spent(db, &claims.jti).await? {
+            return Err(TokenError::Token(msg::BLACKLISTED).into());
         }
         Ok(())
     }
@@ -177,7 +170,7 @@ impl Jwt {
     /// `POST /api/token/blacklist/` and logout with `{"refresh": ...}`; returns the token's
     /// outstanding row (its user and `jti`).
     pub async fn blacklist(&self, db: &impl ConnectionTrait, token: &str) -> Result<outstanding::Model, JwtError> {
-        let claims = self.decode(token, Some(REFRESH))?;
+        let claims = self.decode(token, Some(REFRESH)).await?;
         let (row, blacklisted) = self.outstanding_row(db, &claims).await?;
         if blacklisted {
             return Err(TokenError::Token(msg::BLACKLISTED).into());
@@ -185,6 +178,17 @@ impl Jwt {
         blacklist_rows(db, &[row.id]).await?;
         Ok(row)
     }
+}
+
+/// Whether a refresh token was blacklisted or rotated away. One never recorded (signed with
+/// our key elsewhere, e.g. by simplejwt) is not.
+pub async fn spent(db: &impl ConnectionTrait, jti: &str) -> Result<bool, DbErr> {
+    let row = outstanding::Entity::find()
+        .filter(outstanding::Column::Jti.eq(jti))
+        .find_also_related(blacklisted::Entity)
+        .one(db)
+        .await?;
+    Ok(row.is_some_and(|(r, blacklisted)| blacklisted.is_some() || r.rotated_at.is_some()))
 }
 
 /// Blacklists every outstanding refresh token of a user (`/logoutall/`).
