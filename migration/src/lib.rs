@@ -1,6 +1,6 @@
-//! The whole portcullis schema. Later features add behaviour, not tables: every table the
-//! session, token, JWT, audit and throttling features need is created here; later migrations
-//! add columns (the email verification flag).
+//! The whole portcullis schema: every table the session, token, JWT, audit and throttling
+//! features need is created by the first four migrations; later ones add columns (the email
+//! verification flag) and the second factor's tables and assurance levels.
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_users;
@@ -8,6 +8,7 @@ mod m20261122_000002_sessions;
 mod m20261122_000003_tokens;
 mod m20261122_000004_operations;
 mod m20261201_000005_email_verified;
+mod m20261202_000006_mfa;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_tokens::Migration),
             Box::new(m20261122_000004_operations::Migration),
             Box::new(m20261201_000005_email_verified::Migration),
+            Box::new(m20261202_000006_mfa::Migration),
         ]
     }
 }

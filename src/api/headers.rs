@@ -21,7 +21,18 @@ use super::policy::policy_for;
 use crate::config::{AuthScheme, Settings};
 
 /// Views whose answer carries a credential (paths without their trailing slash).
-const CREDENTIAL_PATHS: &[&str] = &["/login", "/api-token-auth", "/api/token", "/api/token/refresh"];
+const CREDENTIAL_PATHS: &[&str] = &[
+    "/login",
+    "/api-token-auth",
+    "/api/token",
+    "/api/token/refresh",
+    "/tokens",
+    "/mfa/verify",
+    "/mfa/step-up",
+    "/mfa/totp/setup",
+    "/mfa/totp/activate",
+    "/mfa/recovery-codes",
+];
 
 /// Always set, unless the answer set its own (as Django's `setdefault`).
 const EVERY_ANSWER: &[(&str, &str)] = &[

@@ -7,6 +7,7 @@
 //! of portcullis.
 mod email;
 mod gateway;
+mod mfa;
 pub mod values;
 
 use std::{net::SocketAddr, path::Path};
@@ -19,6 +20,7 @@ use serde::Deserialize;
 
 pub use email::{Account, Email};
 pub use gateway::{Gateway, GatewayRule};
+pub use mfa::Mfa;
 pub use values::{
     AuthScheme, DefaultPermission, DerivedRate, EmailBackend, EmailVerification, GatewayPolicy, JwtAlgorithm, Network,
     Rate, SameSite, Secret, ThrottleBackend,
@@ -46,6 +48,7 @@ pub struct Settings {
     pub account: Account,
     pub log: Log,
     pub gateway: Gateway,
+    pub mfa: Mfa,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,6 +281,7 @@ impl Settings {
         self.email.validate()?;
         self.account.validate()?;
         self.gateway.validate()?;
+        self.mfa.validate()?;
         self.validate_throttle()
     }
 

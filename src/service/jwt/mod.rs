@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 pub use keys::KeyError;
 pub use refresh::{Refreshed, blacklist_user, flush_expired};
 
+use super::identity::Aal;
 use crate::{config, crypto, store::user};
 
 pub const ACCESS: &str = "access";
@@ -40,6 +41,9 @@ pub struct Claims {
     pub user_id: Option<i64>,
     pub stamp: Option<String>,
     pub exp: i64,
+    /// `aal` (1 when absent, as in tokens from before the second factor or from simplejwt)
+    /// and `aal_at`, when the second factor was proven.
+    pub aal: Aal,
 }
 
 /// Why a token was refused, as simplejwt words it.
@@ -148,7 +152,14 @@ impl Jwt {
         self.settings.rotate_refresh_tokens
     }
 
-    fn encode(&self, token_type: &str, user: &user::Model, lifetime: u64, jti: &str) -> Result<String, SigningError> {
+    fn encode(
+        &self,
+        token_type: &str,
+        user: &user::Model,
+        lifetime: u64,
+        jti: &str,
+        aal: Aal,
+    ) -> Result<String, SigningError> {
         let now = Utc::now().timestamp();
         let mut claims = json!({
             "token_type": token_type,
@@ -157,7 +168,11 @@ impl Jwt {
             "jti": jti,
             "user_id": user.id.to_string(),
             "stamp": stamp_claim(&user.security_stamp),
+            "aal": aal.level(),
         });
+        if let Some(at) = aal.at() {
+            claims["aal_at"] = json!(at.timestamp());
+        }
         if !self.settings.audience.is_empty() {
             claims["aud"] = json!(self.settings.audience);
         }
@@ -167,9 +182,14 @@ impl Jwt {
         Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)?)
     }
 
-    /// An access token for `user`.
+    /// An access token for `user`, obtained with a password alone.
     pub fn access_for(&self, user: &user::Model) -> Result<String, SigningError> {
-        self.encode(ACCESS, user, self.settings.access_token_lifetime, &new_jti())
+        self.access_with(user, Aal::ONE)
+    }
+
+    /// An access token for `user` at assurance level `aal`.
+    pub fn access_with(&self, user: &user::Model, aal: Aal) -> Result<String, SigningError> {
+        self.encode(ACCESS, user, self.settings.access_token_lifetime, &new_jti(), aal)
     }
 
     /// Checks signature, algorithm, expiry, audience/issuer and, when given, the type.
@@ -199,8 +219,16 @@ impl Jwt {
             user_id,
             stamp: c.get("stamp").and_then(Value::as_str).map(str::to_owned),
             exp: c.get("exp").and_then(Value::as_i64).unwrap_or_default(),
+            aal: aal_claims(&c),
         })
     }
+}
+
+/// The assurance level the claims carry (signed, so the client cannot raise it).
+fn aal_claims(claims: &Map<String, Value>) -> Aal {
+    let level = claims.get("aal").and_then(Value::as_i64).unwrap_or(1);
+    let at = claims.get("aal_at").and_then(Value::as_i64).and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+    Aal::from_parts(i16::try_from(level).unwrap_or(1), at)
 }
 
 /// simplejwt's `jti`: 32 hex characters.
