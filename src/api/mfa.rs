@@ -93,7 +93,7 @@ impl Example for CodeRequest {
 /// The ephemeral token a right password answered, and a code.
 #[derive(Debug, Object)]
 #[oai(example)]
-pub struct VerifyRequest {
+pub struct MfaVerifyRequest {
     #[oai(validator(min_length = 1, max_length = 128, pattern = r"^[^\x00]*$"))]
     pub ephemeral_token: String,
     /// A TOTP code (6 digits) or a recovery code (`xxxx-xxxx-xxxx`).
@@ -101,7 +101,7 @@ pub struct VerifyRequest {
     pub code: String,
 }
 
-impl Example for VerifyRequest {
+impl Example for MfaVerifyRequest {
     fn example() -> Self {
         Self { ephemeral_token: MfaRequiredBody::example().ephemeral_token, code: "123456".into() }
     }
@@ -232,7 +232,7 @@ impl MfaApi {
         &self,
         caller: MaybeAuthed,
         jar: &CookieJar,
-        body: DrfBody<VerifyRequest>,
+        body: DrfBody<MfaVerifyRequest>,
     ) -> Result<Json<VerifyAnswer>, ApiError> {
         let settings = &self.state.settings;
         caller.refuse_foreign_origin(settings)?;

@@ -15,6 +15,8 @@ mod headers;
 mod helpers;
 mod jwt;
 mod limits;
+mod mfa;
+mod mfa_login;
 mod observability;
 mod openapi;
 mod policy;
