@@ -27,7 +27,8 @@ impl Mfa {
             return Err(invalid("mfa.ephemeral_ttl", "mfa.ephemeral_ttl and mfa.step_up_age must be above 0"));
         }
         let key = self.key.expose();
-        if !key.is_empty() && !(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())) {
+        let well_formed = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
+        if !key.is_empty() && !well_formed {
             return Err(invalid(
                 "mfa.key",
                 "64 hex characters (32 bytes) are needed, e.g. from `openssl rand -hex 32`",
