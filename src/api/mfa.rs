@@ -9,7 +9,7 @@ use super::{
     caller::{Authed, MaybeAuthed},
     cookies,
     fields::{Char, Fields},
-    tokens::{PairBody, TokenBody},
+    tokens::{Empty, PairBody, TokenBody},
 };
 use crate::{
     authn::csrf,
@@ -173,7 +173,7 @@ impl MfaApi {
     /// active until `POST /mfa/totp/activate/` confirms a first code. Calling it again
     /// replaces a pending setup. 400 while a TOTP is active.
     #[oai(path = "/mfa/totp/setup/", method = "post", operation_id = "mfa_totp_setup")]
-    async fn setup(&self, caller: Authed) -> Result<Json<SetupBody>, ApiError> {
+    async fn setup(&self, caller: Authed, _body: DrfBody<Empty, false>) -> Result<Json<SetupBody>, ApiError> {
         let p = self.state.accounts.totp_setup(&caller).await?;
         Ok(Json(SetupBody { secret: p.secret, otpauth_url: p.otpauth_url, qr_svg: p.qr_svg }))
     }
@@ -206,7 +206,11 @@ impl MfaApi {
     /// The old ones stop working. Needs a second factor within `mfa.step_up_age`
     /// (`POST /mfa/step-up/`), else 403 `mfa_required`.
     #[oai(path = "/mfa/recovery-codes/", method = "post", operation_id = "mfa_recovery_codes")]
-    async fn recovery_codes(&self, caller: Authed) -> Result<Json<RecoveryCodesBody>, ApiError> {
+    async fn recovery_codes(
+        &self,
+        caller: Authed,
+        _body: DrfBody<Empty, false>,
+    ) -> Result<Json<RecoveryCodesBody>, ApiError> {
         let codes = self.state.accounts.regenerate_recovery_codes(&caller, &caller.origin()).await?;
         Ok(Json(RecoveryCodesBody { recovery_codes: codes, access: None }))
     }

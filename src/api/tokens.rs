@@ -146,7 +146,7 @@ impl Example for VerifyRequest {
     }
 }
 
-/// `{}`
+/// `{}` (as a request: nothing is read from it; the body may be left out).
 #[derive(Debug, Object)]
 pub struct Empty {}
 
@@ -258,6 +258,11 @@ impl TokenApi {
     ) -> Result<CreatedToken, ApiError> {
         let mut fields = Fields::new(&body.data)?;
         let name = fields.char("name", Char::OPTIONAL.max(100));
+        // Stricter than DRF's CharField (which takes numbers): this view is ours, and its
+        // schema says a string.
+        if fields.data.get("name").is_some_and(|v| v.is_number()) {
+            fields.errors.add("name", crate::api::fields::NOT_A_STRING);
+        }
         fields.errors.into_result()?;
         let token = self.state.accounts.create_token_for(&caller, &name, &caller.origin()).await?;
         Ok(CreatedToken::Created(Json(TokenBody { token })))
