@@ -173,7 +173,8 @@ impl MfaApi {
     /// active until `POST /mfa/totp/activate/` confirms a first code. Calling it again
     /// replaces a pending setup. 400 while a TOTP is active.
     #[oai(path = "/mfa/totp/setup/", method = "post", operation_id = "mfa_totp_setup")]
-    async fn setup(&self, caller: Authed, _body: DrfBody<Empty, false>) -> Result<Json<SetupBody>, ApiError> {
+    async fn setup(&self, caller: Authed, body: DrfBody<Empty, false>) -> Result<Json<SetupBody>, ApiError> {
+        Fields::new(&body.data)?;
         let p = self.state.accounts.totp_setup(&caller).await?;
         Ok(Json(SetupBody { secret: p.secret, otpauth_url: p.otpauth_url, qr_svg: p.qr_svg }))
     }
@@ -209,8 +210,9 @@ impl MfaApi {
     async fn recovery_codes(
         &self,
         caller: Authed,
-        _body: DrfBody<Empty, false>,
+        body: DrfBody<Empty, false>,
     ) -> Result<Json<RecoveryCodesBody>, ApiError> {
+        Fields::new(&body.data)?;
         let codes = self.state.accounts.regenerate_recovery_codes(&caller, &caller.origin()).await?;
         Ok(Json(RecoveryCodesBody { recovery_codes: codes, access: None }))
     }

@@ -179,6 +179,11 @@ async fn bad_input_gets_drf_field_errors_and_never_a_500() {
     let form = format!("ephemeral_token={token}&code={}", ann.recovery[1]);
     let res = app.post_raw("/mfa/verify/", Some("application/x-www-form-urlencoded"), form).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    // Bodies that are not objects, where nothing is read from them either.
+    for path in ["/mfa/totp/setup/", "/mfa/recovery-codes/"] {
+        let res = app.call(Method::POST, path, &[("authorization", &ann.auth)], Some(&json!([null, null]))).await;
+        assert!(res.body["non_field_errors"].is_array(), "{path}: {}", res.body);
+    }
     // The endpoints of a logged-in user refuse anonymous callers as DRF does.
     for path in ["/mfa/step-up/", "/mfa/totp/setup/", "/mfa/recovery-codes/"] {
         assert_eq!(app.post_json(path, &json!({"code": "123456"})).await.status, StatusCode::FORBIDDEN, "{path}");
