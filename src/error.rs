@@ -61,6 +61,13 @@ pub const BEARER_CHALLENGE: &str = "Bearer realm=\"api\"";
 pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
 /// dj-rest-auth's refusal of a right password under allauth's mandatory verification.
 pub const EMAIL_NOT_VERIFIED: &str = "E-mail is not verified.";
+/// A sensitive action (or Basic authentication) by a user whose second factor is missing or stale.
+pub const SECOND_FACTOR_REQUIRED: &str = "Second factor required.";
+
+/// The body of every `mfa_required` refusal.
+pub fn second_factor_body() -> Value {
+    json!({"detail": SECOND_FACTOR_REQUIRED, "code": "mfa_required"})
+}
 
 impl ApiError {
     /// The one answer of every door that takes a password to an unverified user under
@@ -220,6 +227,9 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::Conflict(detail) => {
                 Self::Body { status: StatusCode::CONFLICT, body: json!({ "detail": detail }), challenge: None }
             }
+            ServiceError::SecondFactorRequired => {
+                Self::Body { status: StatusCode::FORBIDDEN, body: second_factor_body(), challenge: None }
+            }
         }
     }
 }
@@ -288,7 +298,7 @@ impl ApiResponse for ApiError {
                 },
                 response(
                     403,
-                    "Not authenticated when the first authenticator is the session (DRF's 403), `CSRF Failed: ...`, or `You do not have permission to perform this action.`",
+                    "Not authenticated when the first authenticator is the session (DRF's 403), `CSRF Failed: ...`, `You do not have permission to perform this action.`, or `{\"detail\": \"Second factor required.\", \"code\": \"mfa_required\"}` (a sensitive action needs a second factor within `mfa.step_up_age`: `POST /mfa/step-up/`)",
                 ),
                 response(404, "`Not found.`"),
                 response(405, "`Method \"X\" not allowed.`"),
@@ -298,7 +308,10 @@ impl ApiResponse for ApiError {
                     headers: vec![header("Retry-After", "Seconds until the next attempt may succeed")],
                     ..response(429, "`Request was throttled. Expected available in N seconds.`")
                 },
-                response(503, "The database (or the shared throttle store) did not answer"),
+                response(
+                    503,
+                    "The database (or the shared throttle store) did not answer, or TOTP secrets cannot be opened (no MFA key)",
+                ),
             ],
         }
     }

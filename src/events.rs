@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::{
     audit::{AuditSink, Record},
-    metrics::{EventLabels, Metrics, OutcomeLabels, ScopeLabels},
+    metrics::{EventLabels, Metrics, MfaLabels, OutcomeLabels, ScopeLabels},
 };
 
 /// The PostgreSQL channel on which instances tell each other of revocations.
@@ -58,6 +58,21 @@ pub enum EventKind {
     EmailVerificationSent,
     /// A verification link was followed: the user's address is verified.
     EmailVerified,
+    /// A right password of a user with a second factor: a pending login waits for its code
+    /// (`detail.purpose`: session, token or jwt).
+    MfaChallenged,
+    /// A TOTP was confirmed by its first code (and recovery codes were handed out).
+    MfaEnrolled,
+    /// A TOTP code was accepted (`detail.purpose`: login, step_up, deactivate).
+    MfaVerified,
+    /// A code was refused (`detail.method`, `detail.purpose`, `detail.reason`: wrong, replayed).
+    MfaFailed,
+    /// A recovery code was accepted, and spent (`detail.left`: how many remain).
+    MfaRecoveryCodeUsed,
+    /// A new set of recovery codes replaced the old one.
+    MfaRecoveryCodesGenerated,
+    /// The second factor was removed (by the user with a code, or `disable_mfa`).
+    MfaDisabled,
     /// A new JWT signing key (`detail`: `kid`, `algorithm`, `reason`, the previous key and
     /// when it stops verifying).
     SigningKeyRotated,
@@ -65,7 +80,8 @@ pub enum EventKind {
 
 impl EventKind {
     /// Whether the event can end a credential (a logout, a revocation, a new password,
-    /// a deactivation, or login's key rotation).
+    /// a deactivation, or login's key rotation) or change one (an accepted second factor
+    /// raises the assurance level of the credential that proved it): cached copies must go.
     pub fn may_revoke(self) -> bool {
         !matches!(
             self,
@@ -82,6 +98,9 @@ impl EventKind {
                 | Self::PasswordResetCompleted
                 | Self::EmailVerificationSent
                 | Self::EmailVerified
+                | Self::MfaChallenged
+                | Self::MfaFailed
+                | Self::MfaRecoveryCodesGenerated
                 | Self::SigningKeyRotated
         )
     }
@@ -112,11 +131,18 @@ impl EventKind {
             Self::PasswordResetCompleted => "password_reset_completed",
             Self::EmailVerificationSent => "email_verification_sent",
             Self::EmailVerified => "email_verified",
+            Self::MfaChallenged => "mfa_challenged",
+            Self::MfaEnrolled => "mfa_enrolled",
+            Self::MfaVerified => "mfa_verified",
+            Self::MfaFailed => "mfa_failed",
+            Self::MfaRecoveryCodeUsed => "mfa_recovery_code_used",
+            Self::MfaRecoveryCodesGenerated => "mfa_recovery_codes_generated",
+            Self::MfaDisabled => "mfa_disabled",
             Self::SigningKeyRotated => "signing_key_rotated",
         }
     }
 
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 32] = [
         Self::UserCreated,
         Self::LoginSucceeded,
         Self::LoginFailed,
@@ -141,6 +167,13 @@ impl EventKind {
         Self::PasswordResetCompleted,
         Self::EmailVerificationSent,
         Self::EmailVerified,
+        Self::MfaChallenged,
+        Self::MfaEnrolled,
+        Self::MfaVerified,
+        Self::MfaFailed,
+        Self::MfaRecoveryCodeUsed,
+        Self::MfaRecoveryCodesGenerated,
+        Self::MfaDisabled,
         Self::SigningKeyRotated,
     ];
 }
@@ -240,6 +273,14 @@ impl Events {
             }
             EventKind::RefreshReuseDetected => {
                 m.reuse_detections.inc();
+            }
+            EventKind::MfaVerified | EventKind::MfaRecoveryCodeUsed | EventKind::MfaFailed => {
+                let method = match ctx.detail.as_ref().and_then(|d| d["method"].as_str()) {
+                    Some("recovery_code") => "recovery_code",
+                    _ => "totp",
+                };
+                let outcome = if kind == EventKind::MfaFailed { "failure" } else { "success" };
+                m.mfa_codes.get_or_create(&MfaLabels { method, outcome }).inc();
             }
             EventKind::Throttled => {
                 let scope = match ctx.detail.as_ref().and_then(|d| d["scope"].as_str()) {

@@ -56,6 +56,14 @@ pub struct MailLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MfaLabels {
+    /// totp, recovery_code
+    pub method: &'static str,
+    /// success, failure (wrong or replayed)
+    pub outcome: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to ~3.3 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
@@ -83,6 +91,7 @@ pub struct Metrics {
     pub audit_written: Counter,
     pub audit_dropped: Counter,
     pub emails: Family<MailLabels, Counter>,
+    pub mfa_codes: Family<MfaLabels, Counter>,
 }
 
 impl Metrics {
@@ -108,6 +117,7 @@ impl Metrics {
             audit_written: Counter::default(),
             audit_dropped: Counter::default(),
             emails: Family::default(),
+            mfa_codes: Family::default(),
         };
         let r = &mut m.registry;
         r.register("http_requests", "HTTP requests by route, method and status", m.requests.clone());
@@ -136,6 +146,11 @@ impl Metrics {
         r.register("audit_events_written", "Audit events written to the database", m.audit_written.clone());
         r.register("audit_events_dropped", "Audit events dropped because the queue was full", m.audit_dropped.clone());
         r.register("emails", "Recovery and test mails by kind and outcome (sent, failed, dropped)", m.emails.clone());
+        r.register(
+            "mfa_codes",
+            "Second-factor codes checked, by method (totp, recovery_code) and outcome (success, failure)",
+            m.mfa_codes.clone(),
+        );
         m
     }
 

@@ -43,6 +43,8 @@ pub enum StartError {
     DeviceKey,
     #[error("email: {0}")]
     Mail(#[from] crate::mail::MailError),
+    #[error(transparent)]
+    MfaKey(#[from] crate::service::mfa::key::KeyError),
 }
 
 #[derive(Clone)]
@@ -91,6 +93,7 @@ impl AppState {
         let device_key = crate::store::shared_secret(&db, Devices::SECRET_NAME).await?;
         let devices = Devices::new(&device_key).ok_or(StartError::DeviceKey)?;
         let mail = recovery_parts(&settings, &db, &metrics).await?;
+        let mfa_key = mfa_key(&settings, &db).await?;
         let parts = Parts {
             db: db.clone(),
             passwords: passwords.clone(),
@@ -99,6 +102,7 @@ impl AppState {
             events: events.clone(),
             jwt: Arc::clone(&jwt),
             mail,
+            mfa_key,
         };
         let accounts = Accounts::new(parts, &settings);
         Ok(Self {
@@ -169,6 +173,32 @@ async fn recovery_parts(
         throttle: EmailThrottle::new(email.throttle_address, email.throttle_ip, throttle_store(settings, db)?),
         metrics: Arc::clone(metrics),
     })
+}
+
+/// The key sealing TOTP secrets, and a warning when secrets in the database were sealed
+/// under another one (those users can log in with recovery codes only until it is back).
+async fn mfa_key(
+    settings: &Settings,
+    db: &DatabaseConnection,
+) -> Result<Option<crate::service::mfa::key::MfaKey>, StartError> {
+    use crate::service::mfa::{key, records};
+    let key = key::load(&settings.mfa)?;
+    let elsewhere = records::sealed_elsewhere(db, key.as_ref().map_or("", |k| k.id())).await?;
+    match &key {
+        _ if elsewhere == 0 => {}
+        Some(key) => tracing::warn!(
+            count = elsewhere,
+            key_id = key.id(),
+            "TOTP secrets sealed under another MFA key: their codes answer 503 (recovery codes still work) until \
+             that key is back in mfa.key or mfa.key_file"
+        ),
+        None => tracing::warn!(
+            count = elsewhere,
+            key_file = settings.mfa.key_file.as_str(),
+            "no MFA key (mfa.key, mfa.key_file) but TOTP secrets in the database: their codes answer 503"
+        ),
+    }
+    Ok(key)
 }
 
 /// Whether the database answered its last probe. Probed in the background about once a

@@ -1,6 +1,7 @@
 //! The whole portcullis schema: the auth model, sessions, tokens, JWT records, server
 //! secrets, the audit trail and throttle counters (000001-000004), then the email
-//! verification flag (000005) and the JWT signing keys that rotate (000006).
+//! verification flag (000005), the JWT signing keys that rotate (000006), and the second
+//! factor's tables and assurance levels (000007).
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_users;
@@ -9,6 +10,7 @@ mod m20261122_000003_tokens;
 mod m20261122_000004_operations;
 mod m20261201_000005_email_verified;
 mod m20261201_000006_signing_keys;
+mod m20261202_000007_mfa;
 
 pub struct Migrator;
 
@@ -21,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_operations::Migration),
             Box::new(m20261201_000005_email_verified::Migration),
             Box::new(m20261201_000006_signing_keys::Migration),
+            Box::new(m20261202_000007_mfa::Migration),
         ]
     }
 }

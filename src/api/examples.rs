@@ -21,6 +21,8 @@ pub struct WhoAmI {
     pub user: UserRow,
     /// Which authenticator vouched for the request: session, token, jwt or basic.
     pub auth: String,
+    /// How the credential was obtained: 1 with a password, 2 with a second factor too.
+    pub aal: i16,
 }
 
 #[derive(Debug, Object)]
@@ -64,7 +66,8 @@ impl ExamplesApi {
     /// Who am I
     #[oai(path = "/whoami/", method = "get", operation_id = "whoami", tag = "ApiTags::Account")]
     async fn whoami(&self, caller: Authed) -> Result<Json<WhoAmI>, ApiError> {
-        Ok(Json(WhoAmI { user: UserRow::from(caller.user.as_ref()), auth: caller.method.as_str().to_owned() }))
+        let user = UserRow::from(caller.user.as_ref());
+        Ok(Json(WhoAmI { user, auth: caller.method.as_str().to_owned(), aal: caller.aal.level() }))
     }
 
     /// Publish (needs `articles.can_publish`)

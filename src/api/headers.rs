@@ -22,7 +22,19 @@ use crate::config::{AuthScheme, Settings};
 
 /// Views whose answer carries a credential, or says whether one is live (an introspection
 /// answer kept by a cache would outlive a revocation); paths without their trailing slash.
-const CREDENTIAL_PATHS: &[&str] = &["/login", "/api-token-auth", "/api/token", "/api/token/refresh", "/introspect"];
+const CREDENTIAL_PATHS: &[&str] = &[
+    "/login",
+    "/api-token-auth",
+    "/api/token",
+    "/api/token/refresh",
+    "/introspect",
+    "/tokens",
+    "/mfa/verify",
+    "/mfa/step-up",
+    "/mfa/totp/setup",
+    "/mfa/totp/activate",
+    "/mfa/recovery-codes",
+];
 
 /// Always set, unless the answer set its own (as Django's `setdefault`).
 const EVERY_ANSWER: &[(&str, &str)] = &[

@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod headers;
 pub mod health;
 pub mod introspect;
+pub mod mfa;
 pub mod pages;
 pub mod pages_html;
 pub mod pagination;
@@ -38,6 +39,10 @@ pub enum ApiTags {
     Jwt,
     /// Accounts: registration, profile, password, recovery by email.
     Account,
+    /// The second factor (TOTP and recovery codes): enrolment, step-up for sensitive
+    /// actions, and the second step of a login.
+    #[oai(rename = "MFA")]
+    Mfa,
     /// Staff-only and operational endpoints.
     Admin,
     /// For the services behind portcullis: the public keys that verify JWTs offline, discovery,
@@ -64,6 +69,7 @@ pub enum Deleted {
 pub type Apis = (
     account::AccountApi,
     recovery::RecoveryApi,
+    mfa::MfaApi,
     session::SessionApi,
     tokens::TokenApi,
     examples::ExamplesApi,
@@ -83,6 +89,7 @@ pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
     let apis = (
         account::AccountApi { state: state.clone() },
         recovery::RecoveryApi { state: state.clone() },
+        mfa::MfaApi { state: state.clone() },
         session::SessionApi { state: state.clone() },
         tokens::TokenApi { state: state.clone() },
         examples::ExamplesApi { state: state.clone() },

@@ -3,7 +3,10 @@
 //! as Django protects every form (the `csrftoken` cookie and a `csrfmiddlewaretoken` field,
 //! the Origin check), never framed (the headers middleware sends `X-Frame-Options: DENY` on
 //! HTML), and `next` only ever leads to this host or `gateway.allowed_redirect_hosts`.
-//! Logging in and out are the same use cases as `POST /login/` and `POST /logout/`.
+//! Logging in and out are the same use cases as `POST /login/` and `POST /logout/`; for a
+//! user with a second factor, a right password shows a second form asking for a code (the
+//! pending login's ephemeral token in a hidden field), completed as `POST /mfa/verify/`
+//! completes a login.
 use std::sync::Arc;
 
 use poem::{
@@ -17,7 +20,10 @@ use super::{auth, cookies, pages_html as html};
 use crate::{
     authn::{Chain, Credentials, Identity, csrf},
     config::AuthScheme,
-    service::accounts::{LoginError, WithDevice},
+    service::{
+        ServiceError,
+        accounts::{Issued, Login, LoginError, MfaError, Purpose, WithDevice},
+    },
     state::AppState,
 };
 
@@ -53,6 +59,9 @@ struct Form {
     password: String,
     next: String,
     csrf: Option<String>,
+    /// The second step: the pending login and its code.
+    ephemeral_token: String,
+    code: String,
 }
 
 impl Pages {
@@ -80,17 +89,25 @@ impl Pages {
         let presented = self.logged_in(&creds).await;
         let origin = creds.origin();
         let accounts = &self.state.accounts;
-        match accounts.log_in(&form.username, &form.password, presented.as_deref(), &origin).await {
-            Ok(WithDevice { value: key, device }) => {
-                let settings = &self.state.settings;
-                jar.add(cookies::session(&key, settings));
-                jar.add(cookies::csrf(&csrf::new_secret(), settings));
-                if let Some(device) = device {
-                    jar.add(cookies::device(&device, settings));
+        if !form.ephemeral_token.is_empty() {
+            let only = Some(Purpose::Session);
+            let done = accounts.complete_login(&form.ephemeral_token, &form.code, only, presented.as_deref(), &origin);
+            return match done.await {
+                Ok(WithDevice { value: Issued::Session(key), device }) => {
+                    self.logged_in_as(&req, &jar, &key, device, &next)
                 }
-                redirect(&self.safe_next(&req, &next))
+                Ok(_) => page(StatusCode::OK, Some(html::EXPIRED), &next, ""),
+                Err(e) => self.code_refused(e, &secret, &next, &form.ephemeral_token),
+            };
+        }
+        match accounts.log_in(&form.username, &form.password, presented.as_deref(), &origin).await {
+            Ok(Login::Done(WithDevice { value: key, device })) => self.logged_in_as(&req, &jar, &key, device, &next),
+            Ok(Login::SecondFactor(pending)) => {
+                page_of(StatusCode::OK, &html::login_code(&csrf::mask(&secret), &next, &pending.ephemeral_token, None))
             }
-            Err(LoginError::Invalid) => page(StatusCode::OK, Some(html::INVALID_LOGIN), &next, &form.username),
+            Err(LoginError::Invalid | LoginError::SecondFactorRequired) => {
+                page(StatusCode::OK, Some(html::INVALID_LOGIN), &next, &form.username)
+            }
             Err(LoginError::Unverified) => page(StatusCode::OK, Some(html::UNVERIFIED), &next, &form.username),
             Err(LoginError::Throttled(wait)) => {
                 let message = format!("Too many failed attempts. Try again in {wait} seconds.");
@@ -101,6 +118,40 @@ impl Pages {
                 page(StatusCode::SERVICE_UNAVAILABLE, Some(html::UNAVAILABLE), &next, &form.username)
             }
         }
+    }
+
+    /// The session cookie of a complete login, and off to `next`.
+    fn logged_in_as(&self, req: &Request, jar: &CookieJar, key: &str, device: Option<String>, next: &str) -> Response {
+        let settings = &self.state.settings;
+        jar.add(cookies::session(key, settings));
+        jar.add(cookies::csrf(&csrf::new_secret(), settings));
+        if let Some(device) = device {
+            jar.add(cookies::device(&device, settings));
+        }
+        redirect(&self.safe_next(req, next))
+    }
+
+    /// A refused code: the code form again with why, or the password form when the pending
+    /// login is gone (expired, used, or its password changed).
+    fn code_refused(&self, e: MfaError, secret: &str, next: &str, ephemeral: &str) -> Response {
+        let token = csrf::mask(secret);
+        let (status, message) = match e {
+            MfaError::Throttled(wait) => {
+                (StatusCode::TOO_MANY_REQUESTS, format!("Too many failed attempts. Try again in {wait} seconds."))
+            }
+            MfaError::Service(ServiceError::Invalid(errors)) if errors.has("ephemeral_token") => {
+                return page_of(StatusCode::OK, &html::login(&token, next, "", Some(html::EXPIRED)));
+            }
+            MfaError::Service(ServiceError::Invalid(errors)) => (
+                StatusCode::OK,
+                errors.lines().first().map_or(String::new(), |l| l.trim_start_matches("code: ").to_owned()),
+            ),
+            MfaError::Service(e) => {
+                tracing::warn!(error = %e, "login page: the second step could not be completed");
+                (StatusCode::SERVICE_UNAVAILABLE, html::UNAVAILABLE.to_owned())
+            }
+        };
+        page_of(status, &html::login_code(&token, next, ephemeral, Some(&message)))
     }
 
     async fn logout(&self, mut req: Request) -> Response {
@@ -160,6 +211,8 @@ impl Pages {
                 "username" => form.username = value,
                 "password" => form.password = value,
                 "next" => form.next = value,
+                "ephemeral_token" => form.ephemeral_token = value,
+                "code" => form.code = value,
                 "csrfmiddlewaretoken" => form.csrf = Some(value),
                 _ => {}
             }

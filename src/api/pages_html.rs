@@ -6,6 +6,7 @@ pub const INVALID_LOGIN: &str =
 /// The contract's refusal of an unverified user (`account.email_verification = "mandatory"`).
 pub const UNVERIFIED: &str = "E-mail is not verified.";
 pub const UNAVAILABLE: &str = "The service is temporarily unavailable; try again shortly.";
+pub const EXPIRED: &str = "This login has expired. Please log in again.";
 
 /// Escapes text for an HTML body or a double-quoted attribute (Django's `escape`).
 pub fn escape(text: &str) -> String {
@@ -57,6 +58,24 @@ pub fn login(csrf_token: &str, next: &str, username: &str, error: Option<&str>) 
         escape(username)
     );
     document("Log in", &form)
+}
+
+/// The second step of a login for a user with a second factor: the code, with the pending
+/// login's ephemeral token carried in a hidden field.
+pub fn login_code(csrf_token: &str, next: &str, ephemeral_token: &str, error: Option<&str>) -> String {
+    let error = error.map(|e| format!("<p class=\"errornote\" role=\"alert\">{}</p>\n", escape(e))).unwrap_or_default();
+    let form = format!(
+        "{error}<p>Enter the 6-digit code from your authenticator app, or one of your recovery codes.</p>\n\
+         <form method=\"post\">\n{}\n{}\n{}\n\
+         <label for=\"id_code\">Code:</label>\
+         <input type=\"text\" name=\"code\" id=\"id_code\" autocomplete=\"one-time-code\" inputmode=\"numeric\" \
+         autofocus required maxlength=\"32\">\n\
+         <button type=\"submit\">Verify</button>\n</form>",
+        hidden("csrfmiddlewaretoken", csrf_token),
+        hidden("next", next),
+        hidden("ephemeral_token", ephemeral_token)
+    );
+    document("Two-factor authentication", &form)
 }
 
 /// A page with one POST button: logging out by GET would let any page log a user out.

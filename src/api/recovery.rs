@@ -67,7 +67,8 @@ impl Example for PasswordResetConfirmRequest {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct VerifyEmailRequest {
-    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*$"))]
+    /// Surrounding whitespace is trimmed (DRF's CharField): a key of spaces alone is blank.
+    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"))]
     pub key: String,
 }
 

@@ -15,13 +15,14 @@ use super::{
     caller::{Authed, MaybeAuthed},
     cookies,
     fields::{Char, Fields},
+    mfa::{LoginAnswer, MfaRequiredBody},
     pagination::{Page, PageRequest},
 };
 use crate::{
     authn::{Identity, csrf},
     error::{ApiError, jwt_error},
     service::{
-        accounts::{LoginError, LogoutError, PasswordChangeError, WithDevice},
+        accounts::{Login, LoginError, LogoutError, PasswordChangeError, WithDevice},
         sessions, users,
     },
     state::AppState,
@@ -131,14 +132,16 @@ impl SessionApi {
     /// Checks the username and password and opens a session: sets `sessionid` (HttpOnly)
     /// and a fresh `csrftoken`. A session cookie already presented is replaced (session
     /// fixation). Wrong password, unknown user and inactive user all answer the same 400 in
-    /// the same time; repeated failures are throttled (429 + Retry-After).
+    /// the same time; repeated failures are throttled (429 + Retry-After). For a user with a
+    /// second factor, a right password answers `{"mfa_required": true, "ephemeral_token"}`
+    /// and sets nothing: `POST /mfa/verify/` with a code finishes the login.
     #[oai(path = "/login/", method = "post", operation_id = "login")]
     async fn login(
         &self,
         caller: MaybeAuthed,
         jar: &CookieJar,
         body: DrfBody<LoginRequest>,
-    ) -> Result<MessageResponse, ApiError> {
+    ) -> Result<Json<LoginAnswer>, ApiError> {
         let state = &self.state;
         caller.refuse_foreign_origin(&state.settings)?;
         let mut fields = Fields::new(&body.data)?;
@@ -151,20 +154,24 @@ impl SessionApi {
         }
         let presented = caller.identity.as_deref();
         let key = match state.accounts.log_in(&username, &password, presented, &caller.origin()).await {
-            Ok(WithDevice { value: key, device }) => {
+            Ok(Login::Done(WithDevice { value: key, device })) => {
                 if let Some(device) = device {
                     jar.add(cookies::device(&device, &state.settings));
                 }
                 key
             }
-            Err(LoginError::Invalid) => return Err(invalid_credentials()),
+            Ok(Login::SecondFactor(pending)) => {
+                let body = MfaRequiredBody { mfa_required: true, ephemeral_token: pending.ephemeral_token };
+                return Ok(Json(LoginAnswer::MfaRequired(body)));
+            }
+            Err(LoginError::Invalid | LoginError::SecondFactorRequired) => return Err(invalid_credentials()),
             Err(LoginError::Unverified) => return Err(ApiError::email_not_verified()),
             Err(LoginError::Throttled(wait)) => return Err(ApiError::Throttled { wait }),
             Err(LoginError::Service(e)) => return Err(e.into()),
         };
         jar.add(cookies::session(&key, &state.settings));
         jar.add(cookies::csrf(&csrf::new_secret(), &state.settings));
-        Ok(message("Logged in successfully"))
+        Ok(Json(LoginAnswer::LoggedIn(MessageBody { message: "Logged in successfully".into() })))
     }
 
     /// Log out
@@ -303,7 +310,8 @@ impl SessionApi {
     /// Change my password
     ///
     /// Every other session and token of the user stops working; the current session goes
-    /// on under a new key (Django's `update_session_auth_hash`).
+    /// on under a new key (Django's `update_session_auth_hash`). A user with a second factor
+    /// needs it proven within `mfa.step_up_age` (403 `mfa_required` otherwise).
     #[oai(path = "/password/change/", method = "post", operation_id = "password_change", tag = "ApiTags::Account")]
     async fn password_change(
         &self,

@@ -16,12 +16,13 @@ use super::{
     caller::{Authed, MaybeAuthed},
     cookies,
     fields::{Char, Fields},
+    mfa::{MfaRequiredBody, PairAnswer, TokenAnswer},
     pagination::{Page, PageRequest},
 };
 use crate::{
     error::{ApiError, BEARER_CHALLENGE, jwt_error},
     service::{
-        accounts::{LoginError, WithDevice},
+        accounts::{Login, LoginError, WithDevice},
         tokens,
     },
     state::AppState,
@@ -145,7 +146,7 @@ impl Example for VerifyRequest {
     }
 }
 
-/// `{}`
+/// `{}` (as a request: nothing is read from it; the body may be left out).
 #[derive(Debug, Object)]
 pub struct Empty {}
 
@@ -156,13 +157,43 @@ pub enum EmptyResponse {
 }
 
 impl TokenApi {
-    /// Sets the device cookie a login earned, if any; the answer itself.
-    fn with_device<T>(&self, jar: &CookieJar, answer: WithDevice<T>) -> T {
-        if let Some(device) = answer.device {
-            jar.add(cookies::device(&device, &self.state.settings));
+    /// Sets the device cookie a login earned, if any; the answer itself, or `Err` with the
+    /// pending login of a user with a second factor.
+    fn with_device<T>(&self, jar: &CookieJar, answer: Login<T>) -> Result<T, MfaRequiredBody> {
+        match answer {
+            Login::Done(WithDevice { value, device }) => {
+                if let Some(device) = device {
+                    jar.add(cookies::device(&device, &self.state.settings));
+                }
+                Ok(value)
+            }
+            Login::SecondFactor(pending) => {
+                Err(MfaRequiredBody { mfa_required: true, ephemeral_token: pending.ephemeral_token })
+            }
         }
-        answer.value
     }
+}
+
+/// `POST /tokens/`: an optional device name.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct NewTokenRequest {
+    /// A label for the device ("CI", "laptop"), shown by `GET /tokens/`.
+    #[oai(validator(max_length = 100, pattern = r"^[^\x00]*$"))]
+    pub name: Option<String>,
+}
+
+impl Example for NewTokenRequest {
+    fn example() -> Self {
+        Self { name: Some("CI".into()) }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum CreatedToken {
+    /// The token, shown once.
+    #[oai(status = 201)]
+    Created(Json<TokenBody>),
 }
 
 /// Username and password from a credential endpoint's body (DRF's serializer fields).
@@ -177,7 +208,8 @@ fn credentials(data: &Value) -> Result<(String, String), ApiError> {
 /// A login failure as this endpoint words it (`refused` for bad credentials).
 fn login_error(e: LoginError, refused: ApiError) -> ApiError {
     match e {
-        LoginError::Invalid => refused,
+        // Only Basic refuses for a second factor; these endpoints ask for it instead.
+        LoginError::Invalid | LoginError::SecondFactorRequired => refused,
         LoginError::Unverified => ApiError::email_not_verified(),
         LoginError::Throttled(wait) => ApiError::Throttled { wait },
         LoginError::Service(e) => e.into(),
@@ -189,14 +221,16 @@ impl TokenApi {
     /// Obtain a token (DRF's `obtain_auth_token`)
     ///
     /// A new token per call (one per device; `name` labels it). Unlike DRF, only a digest
-    /// is stored, tokens may expire (`token.ttl`), and failures are throttled.
+    /// is stored, tokens may expire (`token.ttl`), and failures are throttled. For a user
+    /// with a second factor, a right password answers `{"mfa_required": true,
+    /// "ephemeral_token"}`: `POST /mfa/verify/` with a code issues the token.
     #[oai(path = "/api-token-auth/", method = "post", operation_id = "api_token_auth", tag = "ApiTags::Token")]
     async fn obtain_token(
         &self,
         caller: MaybeAuthed,
         jar: &CookieJar,
         body: DrfBody<TokenRequest>,
-    ) -> Result<Json<TokenBody>, ApiError> {
+    ) -> Result<Json<TokenAnswer>, ApiError> {
         let (username, password) = credentials(&body.data)?;
         let name = Fields::new(&body.data)?.char("name", Char::OPTIONAL);
         let accounts = &self.state.accounts;
@@ -205,7 +239,33 @@ impl TokenApi {
                 crate::service::FieldErrors::single("non_field_errors", "Unable to log in with provided credentials.");
             login_error(e, ApiError::Validation(refused))
         })?;
-        Ok(Json(TokenBody { token: self.with_device(jar, key) }))
+        Ok(Json(match self.with_device(jar, key) {
+            Ok(token) => TokenAnswer::Token(TokenBody { token }),
+            Err(pending) => TokenAnswer::MfaRequired(pending),
+        }))
+    }
+
+    /// Create a token for myself
+    ///
+    /// knox's login view: an authenticated caller (a browser session, say) gets an opaque
+    /// token for another device, at the caller's own assurance level. A user with a second
+    /// factor needs it proven within `mfa.step_up_age` (403 `mfa_required` otherwise).
+    #[oai(path = "/tokens/", method = "post", operation_id = "tokens_create", tag = "ApiTags::Token")]
+    async fn create_token(
+        &self,
+        caller: Authed,
+        body: DrfBody<NewTokenRequest, false>,
+    ) -> Result<CreatedToken, ApiError> {
+        let mut fields = Fields::new(&body.data)?;
+        let name = fields.char("name", Char::OPTIONAL.max(100));
+        // Stricter than DRF's CharField (which takes numbers): this view is ours, and its
+        // schema says a string.
+        if fields.data.get("name").is_some_and(|v| v.is_number()) {
+            fields.errors.add("name", crate::api::fields::NOT_A_STRING);
+        }
+        fields.errors.into_result()?;
+        let token = self.state.accounts.create_token_for(&caller, &name, &caller.origin()).await?;
+        Ok(CreatedToken::Created(Json(TokenBody { token })))
     }
 
     /// List my tokens
@@ -248,13 +308,16 @@ impl TokenApi {
     }
 
     /// Obtain a JWT pair (simplejwt's `TokenObtainPairView`)
+    ///
+    /// For a user with a second factor, a right password answers `{"mfa_required": true,
+    /// "ephemeral_token"}`: `POST /mfa/verify/` with a code issues the pair (claim `aal` 2).
     #[oai(path = "/api/token/", method = "post", operation_id = "jwt_obtain", tag = "ApiTags::Jwt")]
     async fn jwt_obtain(
         &self,
         caller: MaybeAuthed,
         jar: &CookieJar,
         body: DrfBody<PairRequest>,
-    ) -> Result<Json<PairBody>, ApiError> {
+    ) -> Result<Json<PairAnswer>, ApiError> {
         let (username, password) = credentials(&body.data)?;
         let pair = self.state.accounts.obtain_jwt(&username, &password, &caller.origin()).await.map_err(|e| {
             let refused = ApiError::Body {
@@ -264,8 +327,10 @@ impl TokenApi {
             };
             login_error(e, refused)
         })?;
-        let pair = self.with_device(jar, pair);
-        Ok(Json(PairBody { refresh: pair.refresh, access: pair.access }))
+        Ok(Json(match self.with_device(jar, pair) {
+            Ok(pair) => PairAnswer::Pair(PairBody { refresh: pair.refresh, access: pair.access }),
+            Err(pending) => PairAnswer::MfaRequired(pending),
+        }))
     }
 
     /// Refresh a JWT (simplejwt's `TokenRefreshView`)

@@ -1,13 +1,20 @@
 //! DRF's `BasicAuthentication`: `Authorization: Basic base64(username:password)`, with
 //! DRF's messages. The password check is the login one: argon2 off the async workers, the
-//! dummy hash for unknown users, and the same failure throttle as `/login/`.
+//! dummy hash for unknown users, and the same failure throttle as `/login/`. Users with a
+//! second factor are refused: Basic has no way to ask for the code.
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
 
 use super::{Authenticator, Credential, Credentials, Deps, Failure, Identity, Method, Outcome};
-use crate::service::accounts::{Accounts, LoginError};
+use crate::{
+    error::second_factor_body,
+    service::{
+        accounts::{Accounts, LoginError},
+        identity::Aal,
+    },
+};
 
 pub const INVALID: &str = "Invalid username/password.";
 
@@ -56,14 +63,17 @@ impl Authenticator for BasicAuthenticator {
         let Some((username, password)) = decode(raw) else {
             return failed("Invalid basic header. Credentials not correctly base64 encoded.");
         };
-        match self.accounts.authenticate(&username, &password, &creds.origin()).await {
+        match self.accounts.authenticate_basic(&username, &password, &creds.origin()).await {
             // A Basic client sends its password on every request: no device cookie for it.
-            Ok(checked) => Outcome::Authenticated(Arc::new(Identity {
-                user: Arc::new(checked.value),
+            Ok(user) => Outcome::Authenticated(Arc::new(Identity {
+                user: Arc::new(user),
                 method: Method::Basic,
                 credential: Credential::Basic,
+                aal: Aal::ONE,
             })),
             Err(LoginError::Invalid) => failed(INVALID),
+            // Basic cannot carry a code: a user with a second factor must log in another way.
+            Err(LoginError::SecondFactorRequired) => Outcome::Failed(Failure::Detailed(second_factor_body())),
             Err(LoginError::Throttled(wait)) => Outcome::Failed(Failure::Throttled(wait)),
             Err(LoginError::Unverified) => Outcome::Failed(Failure::EmailNotVerified),
             Err(LoginError::Service(e)) => Outcome::Failed(Failure::Unavailable(e.to_string())),

@@ -190,6 +190,7 @@ mod tests {
             user: Arc::new(user),
             method: Method::Token,
             credential: Credential::Token { id: 1, expires_at: None },
+            aal: crate::service::identity::Aal::ONE,
         })
     }
 

@@ -108,6 +108,7 @@ impl Authenticator for JwtAuthenticator {
             user,
             method: Method::Jwt,
             credential: Credential::Jwt { jti: claims.jti, exp: claims.exp },
+            aal: claims.aal,
         });
         self.cache.insert(Key::Jwt(digest), Arc::clone(&identity), ticket);
         Outcome::Authenticated(identity)

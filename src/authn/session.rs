@@ -13,7 +13,10 @@ use super::{
     cache::{CredentialCache, Key},
     csrf,
 };
-use crate::{crypto, service::sessions};
+use crate::{
+    crypto,
+    service::{identity::Aal, sessions},
+};
 
 pub struct SessionAuthenticator {
     db: DatabaseConnection,
@@ -90,6 +93,7 @@ impl SessionAuthenticator {
     async fn load(&self, digest: &[u8; 32]) -> Result<Option<Arc<Identity>>, sea_orm::DbErr> {
         let ticket = self.cache.ticket();
         let Some((session, user)) = sessions::lookup(&self.db, digest).await? else { return Ok(None) };
+        let aal = Aal::from_parts(session.aal, session.aal_at);
         let session = SessionRef {
             id: session.id,
             public_id: session.public_id,
@@ -101,6 +105,7 @@ impl SessionAuthenticator {
             user: Arc::new(user),
             method: Method::Session,
             credential: Credential::Session(session),
+            aal,
         });
         self.cache.insert(Key::Session(*digest), Arc::clone(&identity), ticket);
         Ok(Some(identity))

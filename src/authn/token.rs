@@ -12,7 +12,10 @@ use super::{
     Authenticator, Credential, Credentials, Failure, Identity, Method, Outcome,
     cache::{CredentialCache, Key},
 };
-use crate::{crypto, service::tokens};
+use crate::{
+    crypto,
+    service::{identity::Aal, tokens},
+};
 
 pub const INVALID_TOKEN: &str = "Invalid token.";
 pub const INACTIVE: &str = "User inactive or deleted.";
@@ -36,6 +39,7 @@ impl TokenAuthenticator {
             user: Arc::new(user),
             method: Method::Token,
             credential: Credential::Token { id: token.id, expires_at: token.expires_at },
+            aal: Aal::from_parts(token.aal, token.aal_at),
         });
         self.cache.insert(Key::Token(*digest), Arc::clone(&identity), ticket);
         Ok(Some(identity))

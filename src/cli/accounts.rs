@@ -17,6 +17,7 @@ pub fn handles(command: &Command) -> bool {
             | Command::Logoutall { .. }
             | Command::Activate { .. }
             | Command::Deactivate { .. }
+            | Command::DisableMfa { .. }
             | Command::Grant { .. }
             | Command::Revoke { .. }
             | Command::Addtogroup { .. }
@@ -61,6 +62,10 @@ pub async fn run(state: &AppState, command: Command) -> Result<(), CliError> {
             accounts.set_active(&username, false, cli).await?;
             format!("User '{username}' is inactive: their sessions, tokens and JWTs no longer work.")
         }
+        Command::DisableMfa { username } => match accounts.disable_mfa(&username, cli).await? {
+            true => format!("The second factor of '{username}' is removed: a password alone logs them in."),
+            false => format!("'{username}' had no second factor."),
+        },
         Command::Grant { name, permission, group: true } => {
             match accounts.grant_group(&name, &permission, cli).await? {
                 true => format!("Granted {permission} to group '{name}'."),

@@ -12,7 +12,9 @@ pub async fn run(state: &AppState, command: Command) -> Result<(), CliError> {
     match command {
         Command::Clearsessions => {
             let count = sessions::clear_expired(db).await.map_err(ServiceError::from)?;
-            println!("Deleted {count} expired sessions.");
+            let pending =
+                crate::service::mfa::records::clear_expired_challenges(db).await.map_err(ServiceError::from)?;
+            println!("Deleted {count} expired sessions and {pending} expired logins waiting for a second factor.");
         }
         Command::Flushexpiredtokens => {
             let tokens = tokens::flush_expired(db).await.map_err(ServiceError::from)?;

@@ -73,6 +73,10 @@ pub enum Command {
     Activate { username: String },
     /// Stop a user from logging in; their sessions, tokens and JWTs stop working at once
     Deactivate { username: String },
+    /// Remove a user's second factor (TOTP and recovery codes), e.g. after a lost phone;
+    /// the operator needs no code
+    #[command(name = "disable_mfa")]
+    DisableMfa { username: String },
     /// Give a user (or with --group, a group) a permission "app_label.codename"
     Grant {
         name: String,

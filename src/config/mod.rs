@@ -8,6 +8,7 @@
 mod email;
 mod gateway;
 mod jwt;
+mod mfa;
 pub mod values;
 
 pub use jwt::Jwt;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 pub use email::{Account, Email};
 pub use gateway::{Gateway, GatewayRule};
+pub use mfa::Mfa;
 pub use values::{
     AuthScheme, DefaultPermission, DerivedRate, EmailBackend, EmailVerification, GatewayPolicy, JwtAlgorithm, Network,
     Rate, SameSite, Secret, ThrottleBackend,
@@ -49,6 +51,7 @@ pub struct Settings {
     pub account: Account,
     pub log: Log,
     pub gateway: Gateway,
+    pub mfa: Mfa,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -264,6 +267,7 @@ impl Settings {
         self.email.validate()?;
         self.account.validate()?;
         self.gateway.validate()?;
+        self.mfa.validate()?;
         self.validate_throttle()
     }
 

@@ -268,6 +268,9 @@ pub(super) async fn tokens(
             created_at: Set(t.created),
             last_used: Set(None),
             expires_at: Set(None),
+            // Imported credentials were obtained in Django, with a password as far as we know.
+            aal: Set(1),
+            aal_at: Set(None),
         })
     });
     let new = insert_batches::<token::Entity>(txn, rows, &[token::Column::KeyDigest], progress).await?;
@@ -302,6 +305,8 @@ pub(super) async fn sessions(
             expires_at: Set(s.expires_at),
             ip: Set(None),
             user_agent: Set(None),
+            aal: Set(1),
+            aal_at: Set(None),
         })
     });
     let new = insert_batches::<session::Entity>(txn, rows, &[session::Column::KeyDigest], progress).await?;

@@ -60,6 +60,22 @@ impl From<&config::Server> for Limits {
     }
 }
 
+/// The embedded default (SQLite, one instance) makes its MFA key file at first start; on
+/// PostgreSQL every instance must share one key, so none is made for it.
+fn ensure_mfa_key(settings: &Settings, db: &sea_orm::DatabaseConnection) -> Result<(), StartError> {
+    let mfa = &settings.mfa;
+    if !mfa.key.expose().is_empty() || db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return Ok(());
+    }
+    if crate::service::mfa::key::create_file(std::path::Path::new(&mfa.key_file))? {
+        tracing::info!(
+            key_file = mfa.key_file.as_str(),
+            "created the MFA key file (mode 0600): back it up apart from the database"
+        );
+    }
+    Ok(())
+}
+
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let db = store::open(&settings.database).await?;
     let bind = settings.server.bind;
@@ -74,6 +90,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
              verifier needs RS256"
         );
     }
+    ensure_mfa_key(&settings, &db)?;
     let state = AppState::new(db.clone(), settings).await?;
     let state_events_flush = state.events.clone();
     // Listen for signals before announcing the address, so an early SIGTERM is graceful too.

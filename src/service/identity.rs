@@ -29,12 +29,51 @@ pub enum Credential {
     Basic,
 }
 
+/// How strongly a credential was obtained (NIST SP 800-63B's authenticator assurance
+/// levels, as Ory Kratos names them): level 1 by a password, level 2 by a password and a
+/// second factor, proven last at `at` (a step-up moves it on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Aal {
+    two_at: Option<DateTime<Utc>>,
+}
+
+impl Aal {
+    /// A password alone.
+    pub const ONE: Self = Self { two_at: None };
+
+    /// A second factor proven at `at`.
+    pub fn two(at: DateTime<Utc>) -> Self {
+        Self { two_at: Some(at) }
+    }
+
+    /// From a stored level and time; a level 2 without a time counts as 1.
+    pub fn from_parts(level: i16, at: Option<DateTime<Utc>>) -> Self {
+        Self { two_at: at.filter(|_| level >= 2) }
+    }
+
+    pub fn level(self) -> i16 {
+        if self.two_at.is_some() { 2 } else { 1 }
+    }
+
+    /// When the second factor was last proven.
+    pub fn at(self) -> Option<DateTime<Utc>> {
+        self.two_at
+    }
+
+    /// Level 2, proven within `max_age` of `now` (a sensitive action's requirement).
+    pub fn fresh(self, max_age: chrono::Duration, now: DateTime<Utc>) -> bool {
+        self.two_at.is_some_and(|at| now - at <= max_age)
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub user: Arc<user::Model>,
     pub method: Method,
     pub credential: Credential,
+    /// How the credential was obtained.
+    pub aal: Aal,
 }
 
 impl Identity {

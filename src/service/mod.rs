@@ -9,6 +9,7 @@ pub mod email_tokens;
 pub mod identity;
 pub mod introspection;
 pub mod jwt;
+pub mod mfa;
 pub mod permissions;
 pub mod sessions;
 pub mod throttles;
@@ -89,4 +90,8 @@ pub enum ServiceError {
     /// Another request changed the same data first (409).
     #[error("{0}")]
     Conflict(&'static str),
+    /// A sensitive action by a user with a second factor, on a credential that has not
+    /// proven it within `mfa.step_up_age` (403 `mfa_required`).
+    #[error("second factor required")]
+    SecondFactorRequired,
 }

@@ -7,7 +7,7 @@ use sea_orm::{
 };
 use serde_json::{Map, Value};
 
-use super::identity::Origin;
+use super::identity::{Aal, Origin};
 use crate::{
     crypto,
     store::{session, user},
@@ -39,12 +39,24 @@ pub async fn lookup(
     Ok(found.and_then(|(s, u)| u.map(|u| (s, u))))
 }
 
-/// Opens a session for `account`; returns the cookie value (shown once) and the row.
+/// Opens a session for `account` after a password alone; returns the cookie value (shown
+/// once) and the row.
 pub async fn create(
     db: &impl ConnectionTrait,
     account: &user::Model,
     origin: &Origin,
     age: Duration,
+) -> Result<(String, session::Model), DbErr> {
+    create_with(db, account, origin, age, Aal::ONE).await
+}
+
+/// Opens a session at assurance level `aal`.
+pub async fn create_with(
+    db: &impl ConnectionTrait,
+    account: &user::Model,
+    origin: &Origin,
+    age: Duration,
+    aal: Aal,
 ) -> Result<(String, session::Model), DbErr> {
     let key = new_key();
     let now = Utc::now();
@@ -60,6 +72,8 @@ pub async fn create(
         expires_at: Set(now + age),
         ip: Set(origin.ip.map(|ip| ip.to_string())),
         user_agent: Set(origin.user_agent.clone().map(|ua| truncate(ua, 512))),
+        aal: Set(aal.level()),
+        aal_at: Set(aal.at()),
         ..Default::default()
     }
     .insert(db)
@@ -79,12 +93,14 @@ fn truncate(mut s: String, max: usize) -> String {
 }
 
 /// Django's `cycle_key`: a new cookie value for the same session (data kept), optionally
-/// under a new security stamp (`update_session_auth_hash`). Returns the new cookie value.
+/// under a new security stamp (`update_session_auth_hash`) or at the assurance level of a
+/// new login. Returns the new cookie value.
 pub async fn cycle_key(
     db: &impl ConnectionTrait,
     id: i64,
     stamp: Option<&str>,
     age: Duration,
+    aal: Option<Aal>,
 ) -> Result<String, DbErr> {
     let key = new_key();
     let now = Utc::now();
@@ -95,8 +111,24 @@ pub async fn cycle_key(
     if let Some(stamp) = stamp {
         update = update.col_expr(session::Column::AuthStamp, Expr::value(stamp.to_owned()));
     }
+    if let Some(aal) = aal {
+        update = update
+            .col_expr(session::Column::Aal, Expr::value(aal.level()))
+            .col_expr(session::Column::AalAt, Expr::value(aal.at()));
+    }
     update.filter(session::Column::Id.eq(id)).exec(db).await?;
     Ok(key)
+}
+
+/// A step-up: the session counts as level 2 from `at`.
+pub async fn raise(db: &impl ConnectionTrait, id: i64, at: DateTime<Utc>) -> Result<(), DbErr> {
+    session::Entity::update_many()
+        .col_expr(session::Column::Aal, Expr::value(2i16))
+        .col_expr(session::Column::AalAt, Expr::value(at))
+        .filter(session::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
 }
 
 pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {

@@ -6,6 +6,7 @@ use sea_orm::{
     QuerySelect, Set, sea_query::Expr,
 };
 
+use super::identity::Aal;
 use crate::{
     crypto,
     store::{token, user},
@@ -54,14 +55,26 @@ async fn touch(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
         .map(|_| ())
 }
 
-/// Issues a token; the key is returned once and never stored. `ttl_secs` 0 = no expiry.
+/// Issues a token after a password alone; the key is returned once and never stored.
+/// `ttl_secs` 0 = no expiry.
 pub async fn create(
     db: &impl ConnectionTrait,
     user_id: i64,
     name: &str,
     ttl_secs: u64,
 ) -> Result<(String, token::Model), DbErr> {
-    create_with_key(db, user_id, name, ttl_secs, &new_key()).await
+    create_with_key(db, user_id, name, ttl_secs, &new_key(), Aal::ONE).await
+}
+
+/// Issues a token at assurance level `aal`.
+pub async fn create_with(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    name: &str,
+    ttl_secs: u64,
+    aal: Aal,
+) -> Result<(String, token::Model), DbErr> {
+    create_with_key(db, user_id, name, ttl_secs, &new_key(), aal).await
 }
 
 /// Stores a given key (an imported DRF token keeps working as it was).
@@ -71,6 +84,7 @@ pub async fn create_with_key(
     name: &str,
     ttl_secs: u64,
     key: &str,
+    aal: Aal,
 ) -> Result<(String, token::Model), DbErr> {
     let now = Utc::now();
     let expires_at =
@@ -82,6 +96,8 @@ pub async fn create_with_key(
         created_at: Set(now),
         last_used: Set(None),
         expires_at: Set(expires_at),
+        aal: Set(aal.level()),
+        aal_at: Set(aal.at()),
         ..Default::default()
     }
     .insert(db)
@@ -120,6 +136,17 @@ pub async fn trim_for_user(db: &impl ConnectionTrait, user_id: i64, keep: u64) -
         token::Entity::delete_many().filter(token::Column::Id.is_in(ids)).exec(db).await?;
     }
     Ok(extra)
+}
+
+/// A step-up: the token counts as level 2 from `at`.
+pub async fn raise(db: &impl ConnectionTrait, id: i64, at: chrono::DateTime<Utc>) -> Result<(), DbErr> {
+    token::Entity::update_many()
+        .col_expr(token::Column::Aal, Expr::value(2i16))
+        .col_expr(token::Column::AalAt, Expr::value(at))
+        .filter(token::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
 }
 
 /// Revokes one token; `false` when it is not the user's or not there.

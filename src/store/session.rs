@@ -19,6 +19,9 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Assurance level: 1 (a password), 2 (and a second factor, last proven at `aal_at`).
+    pub aal: i16,
+    pub aal_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,6 +13,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub last_used: Option<DateTimeUtc>,
     pub expires_at: Option<DateTimeUtc>,
+    /// Assurance level: 1 (a password), 2 (and a second factor, last proven at `aal_at`).
+    pub aal: i16,
+    pub aal_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -238,7 +238,10 @@ async fn token_and_permission_commands() {
     let out = run(dir.path(), &env, &["clearaudit"], "");
     assert_eq!(text(&out.stdout).trim(), "Deleted 0 audit events older than 90 days.");
     let out = run(dir.path(), &env, &["clearsessions"], "");
-    assert_eq!(text(&out.stdout).trim(), "Deleted 0 expired sessions.");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "Deleted 0 expired sessions and 0 expired logins waiting for a second factor."
+    );
     let out = run(dir.path(), &env, &["flushexpiredtokens"], "");
     assert!(out.status.success());
 }

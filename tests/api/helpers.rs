@@ -84,6 +84,8 @@ impl TestApp {
         let mut settings = Settings::defaults().unwrap();
         let db = TestDb::new();
         db.apply(&mut settings);
+        // A key of the test's own: no key file is read or written in the working directory.
+        settings.mfa.key = Secret::new(portcullis::crypto::random_hex(32));
         tweak(&mut settings);
         settings.validate().unwrap();
         let mut conn = store::connect(&settings.database).await.unwrap();

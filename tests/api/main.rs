@@ -17,6 +17,8 @@ mod introspect;
 mod jwks;
 mod jwt;
 mod limits;
+mod mfa;
+mod mfa_login;
 mod observability;
 mod openapi;
 mod policy;

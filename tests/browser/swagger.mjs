@@ -16,11 +16,16 @@
 //       answers 200 with "Hello" in its body (the browser carries the session cookie);
 //   (d) scenario "token", in a fresh browser context: the Authorize dialog offers the four
 //       schemes (cookie session, Token, Bearer JWT, Basic); with `Token <key>` entered in
-//       the token scheme, GET /profile/ answers 200.
+//       the token scheme, GET /profile/ answers 200;
+//   (e) scenario "mfa", in a fresh context, for a user it enrols in TOTP first (over plain
+//       HTTP, codes computed here by RFC 6238): POST /login/ through "Try it out" answers
+//       {"mfa_required": true, "ephemeral_token"}; POST /mfa/verify/ with that token and a
+//       code answers 200 and sets the session cookie; GET /whoami/ shows "aal": 2.
 // Prints one PASS/FAIL line per check, a closing "N passed, N failed" line, and exits 1 on any
 // failure (saving ARTIFACT_DIR/<scenario>-failure.png).
 
 import { chromium } from 'playwright-core';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -47,11 +52,12 @@ const RUN_TIMEOUT = 100_000;
 
 // The tag sections the page must show (names as the spec declares them; compared
 // case-insensitively so that e.g. "Jwt" -> "JWT" does not break the test).
-const EXPECTED_TAGS = ['Session', 'Token', 'Jwt', 'Account', 'Admin', 'Examples', 'Services'];
+const EXPECTED_TAGS = ['Session', 'Token', 'Jwt', 'Account', 'MFA', 'Admin', 'Examples', 'Services'];
 
 fs.mkdirSync(ARTIFACT_DIR, { recursive: true });
 // Screenshots left by an earlier run would be mistaken for this run's.
-for (const f of ['swagger-session.png', 'swagger-token.png', 'swagger-session-failure.png', 'swagger-token-failure.png']) {
+for (const f of ['swagger-session.png', 'swagger-token.png', 'swagger-mfa.png',
+  'swagger-session-failure.png', 'swagger-token-failure.png', 'swagger-mfa-failure.png']) {
   fs.rmSync(path.join(ARTIFACT_DIR, f), { force: true });
 }
 
@@ -333,6 +339,93 @@ async function scenarioToken(browser, spec) {
   }
 }
 
+// ---- the second factor ----------------------------------------------------------------------
+
+// RFC 6238 (HMAC-SHA-1, 6 digits, 30 s) for a base32 secret at unix time `t`.
+function totp(secretB32, t) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secretB32.replace(/=+$/, '')) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
+  const h = crypto.createHmac('sha1', key).update(counter).digest();
+  const o = h[19] & 15;
+  const bin = ((h[o] & 0x7f) << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3];
+  return String(bin % 1_000_000).padStart(6, '0');
+}
+
+async function api(pathname, body, auth) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (auth) headers.Authorization = auth;
+  const res = await fetch(`${BASE_URL}${pathname}`, {
+    method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(STEP_TIMEOUT),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+// A user with an active TOTP: its name, password and secret (activated with the current step).
+async function enrolledUser() {
+  const username = `mona${crypto.randomBytes(3).toString('hex')}`;
+  const password = `Mfa-${crypto.randomBytes(9).toString('hex')}`;
+  check((await api('/register/', { username, password })).status === 201, `registered ${username}`);
+  const token = (await api('/api-token-auth/', { username, password })).body.token;
+  const setup = await api('/mfa/totp/setup/', {}, `Token ${token}`);
+  check(setup.status === 200 && setup.body.secret, 'POST /mfa/totp/setup/ gives a secret', JSON.stringify(setup.body));
+  const activated = await api('/mfa/totp/activate/', { code: totp(setup.body.secret, Date.now() / 1000) }, `Token ${token}`);
+  check(activated.status === 200, 'POST /mfa/totp/activate/ with the current code', JSON.stringify(activated.body));
+  return { username, password, secret: setup.body.secret };
+}
+
+async function scenarioMfa(browser, spec) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await guardContext(context, 'mfa');
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT);
+  try {
+    const user = await enrolledUser();
+    await openDocs(page);
+    const login = operation(page, 'post', specPath(spec, 'login'));
+    await expand(login);
+    await tryItOut(login);
+    await login.locator('textarea.body-param__text').fill(JSON.stringify({ username: user.username, password: user.password }));
+    const first = await execute(login);
+    const token = (first.body.match(/"ephemeral_token":\s*"([0-9a-f]+)"/) || [])[1];
+    check(first.status === '200' && /"mfa_required":\s*true/.test(first.body) && token,
+      'POST /login/ for a TOTP user answers mfa_required and an ephemeral token', `shown: ${first.status} ${first.body.slice(0, 300)}`);
+    check(!(await context.cookies(BASE_URL)).some((c) => c.name === 'sessionid'), 'no session cookie yet');
+
+    const verifyPath = specPath(spec, 'mfa_verify');
+    check(verifyPath, 'the spec has the verify operation');
+    const verify = operation(page, 'post', verifyPath);
+    await expand(verify);
+    await tryItOut(verify);
+    // The next step's code: activation used the current one (a code is accepted once).
+    const code = totp(user.secret, Date.now() / 1000 + 30);
+    await verify.locator('textarea.body-param__text').fill(JSON.stringify({ ephemeral_token: token, code }));
+    const second = await execute(verify);
+    check(second.status === '200' && /Logged in successfully/.test(second.body),
+      `POST ${verifyPath} via "Try it out" completes the login`, `shown: ${second.status} ${second.body.slice(0, 300)}`);
+    check((await context.cookies(BASE_URL)).some((c) => c.name === 'sessionid' && c.httpOnly),
+      'the browser now holds the session cookie');
+
+    const whoami = operation(page, 'get', specPath(spec, 'whoami'));
+    await expand(whoami);
+    await tryItOut(whoami);
+    const who = await execute(whoami);
+    check(who.status === '200' && /"aal":\s*2/.test(who.body), 'GET /whoami/ shows "aal": 2',
+      `shown: ${who.status} ${who.body.slice(0, 300)}`);
+    await screenshotResponse(page, who.statusLocator, 'swagger-mfa.png');
+    return true;
+  } catch (e) {
+    if (!(e instanceof CheckFailed)) fail(`scenario mfa: ${e.message.split('\n')[0]}`);
+    await failureShot(page, 'swagger-mfa');
+    return false;
+  } finally {
+    await context.close();
+  }
+}
+
 // ---- main ---------------------------------------------------------------------------------
 
 async function main() {
@@ -375,6 +468,7 @@ async function main() {
   try {
     await scenarioPageAndSession(browser, spec);
     await scenarioToken(browser, spec);
+    await scenarioMfa(browser, spec);
   } finally {
     await browser.close();
   }

@@ -1,13 +1,17 @@
 //! The use cases: one method per account change, whichever door it comes through (an HTTP
 //! handler, a CLI command, later a gateway). Each checks what it needs, changes the data,
 //! and emits its own security event; the doors parse input, call one method and map the
-//! result. Split by subject: [`login`], [`password`], [`logout`] (and other revocations),
-//! [`admin`] (accounts, activation, permissions, groups), [`keys`] (the JWT signing key),
-//! and recovery by email: [`reset`], [`verification`], and what they share, [`recovery`].
+//! result. Split by subject: [`login`], the second factor ([`mfa`] for enrolment and
+//! step-up, [`challenge`] for the login step and the code check), [`password`], [`logout`]
+//! (and other revocations), [`admin`] (accounts, activation, permissions, groups), [`keys`]
+//! (the JWT signing key), and recovery by email: [`reset`], [`verification`], and what they
+//! share, [`recovery`].
 mod admin;
+mod challenge;
 mod keys;
 mod login;
 mod logout;
+mod mfa;
 mod password;
 mod recovery;
 mod reset;
@@ -18,8 +22,11 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 pub use self::{
+    challenge::Issued,
     keys::record_key_change,
+    login::{Login, Pending, Purpose},
     logout::LogoutError,
+    mfa::{MfaError, MfaStatus, SecondFactor, Stepped},
     password::PasswordChangeError,
     recovery::{INVALID_EMAIL, Recovery, RecoveryError, RecoveryParts},
     reset::{INVALID_VALUE, MISMATCH, ResetConfirmation},
@@ -37,8 +44,12 @@ use crate::{
     events::{EventContext, EventKind, Events},
     password::Passwords,
     store::user,
-    throttle::{Bucket, LoginThrottle},
+    throttle::{Bucket, LoginThrottle, Reservation},
 };
+
+fn unavailable(e: crate::throttle::Unavailable) -> ServiceError {
+    ServiceError::Unavailable(e.to_string())
+}
 
 /// Everything the use cases work with. Cheap to clone.
 #[derive(Clone)]
@@ -58,6 +69,8 @@ pub struct Accounts {
     max_tokens: u64,
     /// Password reset and email verification.
     mail: Arc<Recovery>,
+    /// The second factor's settings and key.
+    mfa: Arc<SecondFactor>,
 }
 
 /// The collaborators the use cases need, built at start-up.
@@ -69,6 +82,8 @@ pub struct Parts {
     pub events: Events,
     pub jwt: Arc<Jwt>,
     pub mail: RecoveryParts,
+    /// The key sealing TOTP secrets, if one is configured.
+    pub mfa_key: Option<crate::service::mfa::key::MfaKey>,
 }
 
 /// A successful password check's answer, and the device cookie to give the client when it
@@ -92,6 +107,10 @@ pub enum LoginError {
     /// user's email is not verified (dj-rest-auth's "E-mail is not verified.").
     #[error("email not verified")]
     Unverified,
+    /// The password was right, but the user has a second factor and the door (Basic
+    /// authentication) cannot ask for it.
+    #[error("second factor required")]
+    SecondFactorRequired,
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -112,6 +131,7 @@ impl Accounts {
             max_sessions: settings.session.max_per_user,
             max_tokens: settings.token.max_per_user,
             mail: Arc::new(Recovery::new(parts.mail, settings)),
+            mfa: Arc::new(SecondFactor::new(parts.mfa_key, &settings.mfa)),
         }
     }
 
@@ -125,20 +145,35 @@ impl Accounts {
         password: &str,
         origin: &Origin,
     ) -> Result<Checked, LoginError> {
-        let unavailable = |e: crate::throttle::Unavailable| ServiceError::Unavailable(e.to_string());
-        let reservation = match self.throttle.reserve(bucket, origin.ip).await.map_err(unavailable)? {
-            Ok(reservation) => reservation,
+        let reservation = self.reserve(bucket, username, origin).await?.map_err(LoginError::Throttled)?;
+        let checked = users::check_password(&self.db, &self.passwords, username, password).await?;
+        if matches!(checked, Checked::Valid(_)) {
+            self.give_back(reservation).await?;
+        }
+        Ok(checked)
+    }
+
+    /// Counts one attempt at a secret of `username`'s (a password or a second-factor code)
+    /// in `bucket` and the client IP's, or says how long to wait.
+    async fn reserve(
+        &self,
+        bucket: Bucket<'_>,
+        username: &str,
+        origin: &Origin,
+    ) -> Result<Result<Reservation, u64>, ServiceError> {
+        match self.throttle.reserve(bucket, origin.ip).await.map_err(unavailable)? {
+            Ok(reservation) => Ok(Ok(reservation)),
             Err(full) => {
                 let ctx = self.attempted(username, origin);
                 record_throttled(&self.events, &self.repeats, &full.bucket, "login", full.wait, ctx).await;
-                return Err(LoginError::Throttled(full.wait));
+                Ok(Err(full.wait))
             }
-        };
-        let checked = users::check_password(&self.db, &self.passwords, username, password).await?;
-        if matches!(checked, Checked::Valid(_)) {
-            self.throttle.give_back(reservation).await.map_err(unavailable)?;
         }
-        Ok(checked)
+    }
+
+    /// The attempt was right: it is no failure.
+    async fn give_back(&self, reservation: Reservation) -> Result<(), ServiceError> {
+        self.throttle.give_back(reservation).await.map_err(unavailable)
     }
 
     /// The event context of a refused attempt at `username`: the name is kept only when

@@ -48,10 +48,12 @@ impl Accounts {
         origin: &Origin,
     ) -> Result<Option<String>, PasswordChangeError> {
         let user = &identity.user;
+        self.require_step_up(identity).await?;
         // The user's own budget, not the username's: others' failed logins cannot stop it.
         match self.check_password(Bucket::Account(user.id), &user.username, old, origin).await {
             Ok(Checked::Valid(_)) => {}
-            Ok(Checked::Invalid { .. }) | Err(LoginError::Invalid | LoginError::Unverified) => {
+            Ok(Checked::Invalid { .. })
+            | Err(LoginError::Invalid | LoginError::Unverified | LoginError::SecondFactorRequired) => {
                 return Err(ServiceError::Invalid(FieldErrors::single("old_password", WRONG_OLD_PASSWORD)).into());
             }
             Err(LoginError::Throttled(wait)) => return Err(PasswordChangeError::Throttled(wait)),
@@ -92,7 +94,9 @@ impl Accounts {
         tokens::delete_for_user_except(&self.db, user.id, keep.token).await?;
         jwt::blacklist_user(&self.db, user.id).await?;
         let key = match keep.session {
-            Some(id) => Some(sessions::cycle_key(&self.db, id, Some(&user.security_stamp), self.session_age).await?),
+            Some(id) => {
+                Some(sessions::cycle_key(&self.db, id, Some(&user.security_stamp), self.session_age, None).await?)
+            }
             None => None,
         };
         self.emit(EventKind::PasswordChanged, origin, Some(&user), None).await;

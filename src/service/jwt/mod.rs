@@ -32,6 +32,7 @@ use keys::KeySet;
 pub use keystore::Rotated;
 pub use refresh::{Refreshed, blacklist_user, flush_expired, spent};
 
+use super::identity::Aal;
 use crate::{config, crypto, store::user};
 
 pub const ACCESS: &str = "access";
@@ -56,6 +57,9 @@ pub struct Claims {
     pub stamp: Option<String>,
     pub exp: i64,
     pub iat: Option<i64>,
+    /// `aal` (1 when absent, as in tokens from before the second factor or from simplejwt)
+    /// and `aal_at`, when the second factor was proven.
+    pub aal: Aal,
 }
 
 /// Why a token was refused, as simplejwt words it.
@@ -229,7 +233,14 @@ impl Jwt {
         self.settings.rotate_refresh_tokens
     }
 
-    fn encode(&self, token_type: &str, user: &user::Model, lifetime: u64, jti: &str) -> Result<String, SigningError> {
+    fn encode(
+        &self,
+        token_type: &str,
+        user: &user::Model,
+        lifetime: u64,
+        jti: &str,
+        aal: Aal,
+    ) -> Result<String, SigningError> {
         let now = Utc::now().timestamp();
         let mut claims = json!({
             "token_type": token_type,
@@ -238,7 +249,11 @@ impl Jwt {
             "jti": jti,
             "user_id": user.id.to_string(),
             "stamp": stamp_claim(&user.security_stamp),
+            "aal": aal.level(),
         });
+        if let Some(at) = aal.at() {
+            claims["aal_at"] = json!(at.timestamp());
+        }
         if !self.settings.audience.is_empty() {
             claims["aud"] = json!(self.settings.audience);
         }
@@ -252,9 +267,14 @@ impl Jwt {
         Ok(jsonwebtoken::encode(&header, &claims, &signer.encoding)?)
     }
 
-    /// An access token for `user`.
+    /// An access token for `user`, obtained with a password alone.
     pub fn access_for(&self, user: &user::Model) -> Result<String, SigningError> {
-        self.encode(ACCESS, user, self.settings.access_token_lifetime, &new_jti())
+        self.access_with(user, Aal::ONE)
+    }
+
+    /// An access token for `user` at assurance level `aal`.
+    pub fn access_with(&self, user: &user::Model, aal: Aal) -> Result<String, SigningError> {
+        self.encode(ACCESS, user, self.settings.access_token_lifetime, &new_jti(), aal)
     }
 
     /// Checks the key (`kid`), signature, algorithm, expiry, audience/issuer and, when
@@ -326,7 +346,15 @@ fn claims_of(c: Map<String, Value>, expected: Option<&str>) -> Result<Claims, To
         stamp: c.get("stamp").and_then(Value::as_str).map(str::to_owned),
         exp: c.get("exp").and_then(Value::as_i64).unwrap_or_default(),
         iat: c.get("iat").and_then(Value::as_i64),
+        aal: aal_claims(&c),
     })
+}
+
+/// The assurance level the claims carry (signed, so the client cannot raise it).
+fn aal_claims(claims: &Map<String, Value>) -> Aal {
+    let level = claims.get("aal").and_then(Value::as_i64).unwrap_or(1);
+    let at = claims.get("aal_at").and_then(Value::as_i64).and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+    Aal::from_parts(i16::try_from(level).unwrap_or(1), at)
 }
 
 /// simplejwt's `jti`: 32 hex characters.

@@ -10,6 +10,7 @@ use sea_orm::{
 use super::{Claims, IssueError, Jwt, JwtError, Pair, REFRESH, TokenError, msg, new_jti, stamp_matches};
 use crate::{
     crypto,
+    service::identity::Aal,
     store::{
         jwt::{blacklisted, outstanding},
         user,
@@ -27,10 +28,11 @@ pub struct Refreshed {
 }
 
 impl Jwt {
-    /// `POST /api/token/`: a refresh token in a new family, and an access token.
-    pub async fn obtain(&self, db: &impl ConnectionTrait, user: &user::Model) -> Result<Pair, IssueError> {
-        let (refresh, refresh_jti) = self.new_refresh(db, user, &crypto::random_hex(16)).await?;
-        Ok(Pair { refresh, access: self.access_for(user)?, refresh_jti })
+    /// `POST /api/token/`: a refresh token in a new family, and an access token, both at
+    /// assurance level `aal` (refreshed access tokens keep the level of their refresh token).
+    pub async fn obtain(&self, db: &impl ConnectionTrait, user: &user::Model, aal: Aal) -> Result<Pair, IssueError> {
+        let (refresh, refresh_jti) = self.new_refresh(db, user, &crypto::random_hex(16), aal).await?;
+        Ok(Pair { refresh, access: self.access_with(user, aal)?, refresh_jti })
     }
 
     async fn new_refresh(
@@ -38,10 +40,11 @@ impl Jwt {
         db: &impl ConnectionTrait,
         user: &user::Model,
         family: &str,
+        aal: Aal,
     ) -> Result<(String, String), IssueError> {
         let jti = new_jti();
         let lifetime = self.settings.refresh_token_lifetime;
-        let token = self.encode(REFRESH, user, lifetime, &jti)?;
+        let token = self.encode(REFRESH, user, lifetime, &jti, aal)?;
         let now = Utc::now();
         outstanding::ActiveModel {
             jti: Set(jti.clone()),
@@ -131,11 +134,11 @@ impl Jwt {
     /// family is blacklisted (theft detection) — whatever `blacklist_after_rotation` and
     /// `rotate_refresh_tokens` now say.
     pub async fn refresh(&self, db: &impl ConnectionTrait, token: &str) -> Result<Refreshed, JwtError> {
-        let (_, user, row) = self.check_refresh(db, token).await?;
+        let (claims, user, row) = self.check_refresh(db, token).await?;
         if row.rotated_at.is_some() {
             return Err(reused(db, user.id, row.family_id).await);
         }
-        let access = self.access_for(&user)?;
+        let access = self.access_with(&user, claims.aal)?;
         if !self.rotates() {
             return Ok(Refreshed { access, refresh: None, user, rotated_to: None });
         }
@@ -153,7 +156,7 @@ impl Jwt {
         if self.settings.blacklist_after_rotation {
             blacklist_rows(db, &[row.id]).await?;
         }
-        let (refresh, jti) = self.new_refresh(db, &user, &row.family_id).await?;
+        let (refresh, jti) = self.new_refresh(db, &user, &row.family_id, claims.aal).await?;
         Ok(Refreshed { access, refresh: Some(refresh), user, rotated_to: Some(jti) })
     }
 
