@@ -13,6 +13,7 @@ pub mod django_import;
 pub mod error;
 pub mod events;
 pub mod gateway;
+pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod net;

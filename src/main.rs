@@ -17,10 +17,12 @@ async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(portcullis::logging::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match cli::run(args.command, settings).await {
+    let result = cli::run(args.command, settings).await;
+    portcullis::logging::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error.to_string()),
     }

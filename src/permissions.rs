@@ -32,7 +32,8 @@ impl Permission {
             Self::AllowAny | Self::IsAuthenticated | Self::IsAuthenticatedOrReadOnly => who.is_some(),
             Self::IsAdminUser => who.is_some_and(|i| i.user.is_staff),
             Self::HasPerm(perm) => match who {
-                Some(identity) => user_has_perm(db, &identity.user, perm).await?,
+                // Boxed: see `api::auth::record_activity`.
+                Some(identity) => Box::pin(user_has_perm(db, &identity.user, perm)).await?,
                 None => false,
             },
         })

@@ -33,7 +33,7 @@ pub async fn authenticate<E: Endpoint>(
     chains: Arc<ViewChains>,
 ) -> poem::Result<Response> {
     let Some(policy) = policy_for(req.uri().path()) else {
-        return next.call(req).await.map(IntoResponse::into_response);
+        return Box::pin(next.call(req)).await.map(IntoResponse::into_response);
     };
     let creds = Arc::new(collect(&mut req, &state).await?);
     let chain = chains.of(&policy);
@@ -55,7 +55,9 @@ pub async fn authenticate<E: Endpoint>(
     }
     let caller = Caller { identity: found.identity, creds };
     req.extensions_mut().insert(caller.clone());
-    let resp = next.call(req).await?.into_response();
+    // Boxed: the router's future (2.6 KB) would otherwise be part of this one, and of each
+    // layer's around it, each moving it whole (see `app::outermost`).
+    let resp = Box::pin(next.call(req)).await?.into_response();
     if resp.status().is_success()
         && let Some(identity) = &caller.identity
         && identity.method == Method::Session
@@ -87,7 +89,9 @@ pub async fn record_activity(state: &AppState, identity: &Identity, key: &str) {
     let age = settings.age();
     if sessions::should_touch(session.last_seen, age, Utc::now()) {
         let extend = settings.save_every_request.then_some(age);
-        if let Err(e) = sessions::touch(&state.db, session.id, extend).await {
+        // Boxed, as every await off the common path here: the futures of the layers around
+        // a request are moved whole, and this one would make each of them bigger.
+        if let Err(e) = Box::pin(sessions::touch(&state.db, session.id, extend)).await {
             tracing::warn!(error = %e, "could not record session activity");
         }
         // The cached copy has the old times: the next request reads the new ones.
@@ -101,30 +105,34 @@ async fn collect(req: &mut Request, state: &AppState) -> Result<Credentials, Api
     let mut creds = from_headers(req, state);
     let is_form = req.content_type().is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
     if !creds.is_safe_method() && is_form && creds.cookies.contains_key(&settings.session.cookie_name) {
-        creds.csrf_form = read_form_token(req, settings.server.max_body_bytes).await?;
+        creds.csrf_form = Box::pin(read_form_token(req, settings.server.max_body_bytes)).await?;
     }
     Ok(creds)
 }
 
+const FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+const FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+
 /// What the request's head says: credentials, CSRF header, origin, client.
 pub fn from_headers(req: &Request, state: &AppState) -> Credentials {
     let settings = &state.settings;
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // Names given as `HeaderName`s, not parsed from a `&str` on every request.
+    let value = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let header = |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-    let forwarded = header("x-forwarded-for");
-    let client_ip = state.proxies.client_ip(peer, forwarded.as_deref());
+    let client_ip = state.proxies.client_ip(peer, req.headers().get(FORWARDED_FOR).and_then(|v| v.to_str().ok()));
     let secure = peer.is_some_and(|p| state.proxies.trusts(p))
-        && header("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        && req.headers().get(FORWARDED_PROTO).is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
     let mut creds = Credentials {
         method: req.method().as_str().to_owned(),
         authorization: req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec()),
-        origin: header("origin"),
-        referer: header("referer"),
-        host: header("host"),
+        origin: header(header::ORIGIN),
+        referer: header(header::REFERER),
+        host: header(header::HOST),
         secure,
-        csrf_header: header(&settings.csrf.header_name),
+        csrf_header: value(&settings.csrf.header_name).map(str::to_owned),
         client_ip,
-        user_agent: header("user-agent"),
+        user_agent: header(header::USER_AGENT),
         ..Credentials::default()
     };
     for name in [&settings.session.cookie_name, &settings.csrf.cookie_name] {

@@ -13,7 +13,7 @@ use poem_openapi::{
 };
 use serde_json::{Map, Value};
 
-use crate::{error::ApiError, state::AppState};
+use crate::error::ApiError;
 
 /// `REQUIRED = false`: an absent body reads as `{}` (as it always does in DRF); the spec
 /// says the body is optional.
@@ -40,11 +40,15 @@ impl<'a, T: Type, const REQUIRED: bool> ApiExtractor<'a> for DrfBody<T, REQUIRED
     }
 
     async fn from_request(req: &'a Request, body: &mut RequestBody, _: ExtractParamOptions<()>) -> poem::Result<Self> {
-        let limit = req.data::<AppState>().map_or(1 << 20, |s| s.settings.server.max_body_bytes);
+        let limit = req.data::<BodyLimit>().map_or(1 << 20, |l| l.0);
         let data = parse(req, body, limit).await?;
         Ok(Self { data, _schema: PhantomData })
     }
 }
+
+/// `server.max_body_bytes`, put in every request's extensions by `app::framed`.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 /// Why a body could not be read, as DRF-shaped errors: 413 over `limit`; 408 when it did not
 /// arrive within `server.body_timeout` (the server's deadline fails the read with `TimedOut`).

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
-    http::{HeaderMap, HeaderValue, header},
+    http::{HeaderMap, HeaderName, HeaderValue, header},
 };
 
 use super::policy::{ViewChain, policy_for};
@@ -37,14 +37,21 @@ const CREDENTIAL_PATHS: &[&str] = &[
 ];
 
 /// Always set, unless the answer set its own (as Django's `setdefault`).
-const EVERY_ANSWER: &[(&str, &str)] = &[
-    ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "same-origin"),
-    ("cross-origin-opener-policy", "same-origin"),
-];
+/// (Made from static parts: nothing is parsed per answer.)
+fn every_answer() -> [(HeaderName, HeaderValue); 3] {
+    [
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("same-origin")),
+        (HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin")),
+    ]
+}
 
-const HTML_PAGES: &[(&str, &str)] =
-    &[("x-frame-options", "DENY"), ("content-security-policy", "frame-ancestors 'none'")];
+fn html_pages() -> [(HeaderName, HeaderValue); 2] {
+    [
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'")),
+    ]
+}
 
 /// What the headers depend on in the configuration, read once.
 #[derive(Debug)]
@@ -79,13 +86,17 @@ impl Headers {
             .any(|v| v.to_str().is_ok_and(|v| v.starts_with(&self.session_cookie)))
     }
 
-    fn apply(&self, path: &str, resp: &mut Response) {
+    pub fn apply(&self, path: &str, resp: &mut Response) {
         let html = resp.content_type().is_some_and(|t| t.starts_with("text/html"));
         let sets_session = self.sets_session(resp.headers());
         let headers = resp.headers_mut();
-        let defaults = EVERY_ANSWER.iter().chain(if html { HTML_PAGES } else { &[] });
-        for (name, value) in defaults {
-            headers.entry(*name).or_insert(HeaderValue::from_static(value));
+        for (name, value) in every_answer() {
+            headers.entry(name).or_insert(value);
+        }
+        if html {
+            for (name, value) in html_pages() {
+                headers.entry(name).or_insert(value);
+            }
         }
         if sets_session || self.reads_session(path) {
             headers.append(header::VARY, HeaderValue::from_static("Cookie"));

@@ -55,7 +55,8 @@ impl RequestThrottles {
         };
         if let Err(wait) = result {
             let ctx = async { origin.event(identity.map(|i| i.user.as_ref()), None) };
-            record_throttled(&self.events, repeats, &format!("{scope}:{key}"), scope, wait, ctx).await;
+            // Boxed: see `api::auth::record_activity`.
+            Box::pin(record_throttled(&self.events, repeats, &format!("{scope}:{key}"), scope, wait, ctx)).await;
         }
         result
     }
