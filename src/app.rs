@@ -135,38 +135,6 @@ async fn framed<E: Endpoint>(
     Ok(resp)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn normalized(uri: &str) -> String {
-        let mut req = Request::builder().uri(poem::http::Uri::from_maybe_shared(uri.to_owned()).unwrap()).finish();
-        normalize_path(&mut req);
-        req.uri().to_string()
-    }
-
-    #[test]
-    fn paths_are_normalised_as_poems_trim_did() {
-        assert_eq!(normalized("/login/"), "/login");
-        assert_eq!(normalized("/login"), "/login");
-        assert_eq!(normalized("/"), "/");
-        assert_eq!(normalized("//"), "/");
-        assert_eq!(normalized("//tokens//12///?page=2&x=%2F"), "/tokens/12?page=2&x=%2F");
-        assert_eq!(normalized("/audit/?since=2026-01-01T00:00:00Z"), "/audit?since=2026-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn the_spec_router_gets_every_path_but_the_few_outside_it() {
-        for path in ["/openapi.json", "/metrics", "/docs", "/docs/index.css", "/authz/auth-request", "/accounts/login"]
-        {
-            assert!(Dispatch::outside_the_spec(path), "{path}");
-        }
-        for path in ["/login", "/docsx", "/authzz", "/accounts", "/healthz", "/", "/openapi.jsonx"] {
-            assert_eq!(Dispatch::outside_the_spec(path), path == "/accounts", "{path}");
-        }
-    }
-}
-
 /// `/login/` → `/login`, `//a//b/` → `/a/b` (poem's `NormalizePath` with `Trim`, without a
 /// regex and a new URI for paths already clean); the query string is kept.
 fn normalize_path(req: &mut Request) {
@@ -253,4 +221,36 @@ async fn outermost<E: Endpoint>(
     }
     crate::logging::request(method.as_str(), &path, status, elapsed.as_micros() as u64);
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalized(uri: &str) -> String {
+        let mut req = Request::builder().uri(uri.parse::<poem::http::Uri>().unwrap()).finish();
+        normalize_path(&mut req);
+        req.uri().to_string()
+    }
+
+    #[test]
+    fn paths_are_normalised_as_poems_trim_did() {
+        assert_eq!(normalized("/login/"), "/login");
+        assert_eq!(normalized("/login"), "/login");
+        assert_eq!(normalized("/"), "/");
+        assert_eq!(normalized("//"), "/");
+        assert_eq!(normalized("//tokens//12///?page=2&x=%2F"), "/tokens/12?page=2&x=%2F");
+        assert_eq!(normalized("/audit/?since=2026-01-01T00:00:00Z"), "/audit?since=2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_spec_router_gets_every_path_but_the_few_outside_it() {
+        for path in ["/openapi.json", "/metrics", "/docs", "/docs/index.css", "/authz/auth-request", "/accounts/login"]
+        {
+            assert!(Dispatch::outside_the_spec(path), "{path}");
+        }
+        for path in ["/login", "/docsx", "/authzz", "/accounts", "/healthz", "/", "/openapi.jsonx"] {
+            assert_eq!(Dispatch::outside_the_spec(path), path == "/accounts", "{path}");
+        }
+    }
 }
