@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 use super::identity::{Aal, Origin};
 use crate::{
     crypto,
-    store::{session, user},
+    store::{
+        kept::{KeptSql, by_digest_with_user},
+        session, user,
+    },
 };
 
 const KEY_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -31,12 +34,9 @@ pub async fn lookup(
     db: &impl ConnectionTrait,
     digest: &[u8; 32],
 ) -> Result<Option<(session::Model, user::Model)>, DbErr> {
-    let found = session::Entity::find()
-        .filter(session::Column::KeyDigest.eq(digest.to_vec()))
-        .find_also_related(user::Entity)
-        .one(db)
-        .await?;
-    Ok(found.and_then(|(s, u)| u.map(|u| (s, u))))
+    static SQL: KeptSql = KeptSql::new();
+    let by_digest = |digest: Vec<u8>| session::Entity::find().filter(session::Column::KeyDigest.eq(digest));
+    by_digest_with_user(db, &SQL, by_digest, digest).await
 }
 
 /// Opens a session for `account` after a password alone; returns the cookie value (shown

@@ -9,7 +9,10 @@ use sea_orm::{
 use super::identity::Aal;
 use crate::{
     crypto,
-    store::{token, user},
+    store::{
+        kept::{KeptSql, by_digest_with_user},
+        token, user,
+    },
 };
 
 /// Generates a key as DRF's `Token.generate_key` does (`binascii.hexlify(os.urandom(20))`).
@@ -30,12 +33,9 @@ pub async fn authenticate(
     db: &impl ConnectionTrait,
     digest: &[u8; 32],
 ) -> Result<Option<(token::Model, user::Model)>, DbErr> {
-    let found = token::Entity::find()
-        .filter(token::Column::KeyDigest.eq(digest.to_vec()))
-        .find_also_related(user::Entity)
-        .one(db)
-        .await?;
-    let Some((token, Some(user))) = found else { return Ok(None) };
+    static SQL: KeptSql = KeptSql::new();
+    let by_digest = |digest: Vec<u8>| token::Entity::find().filter(token::Column::KeyDigest.eq(digest));
+    let Some((token, user)) = by_digest_with_user(db, &SQL, by_digest, digest).await? else { return Ok(None) };
     let now = Utc::now();
     if token.expires_at.is_some_and(|at| at <= now) {
         return Ok(None);

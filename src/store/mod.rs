@@ -1,6 +1,7 @@
 //! The database: connecting, migrating, and the sea-orm entities.
 pub mod audit;
 pub mod jwt;
+pub mod kept;
 pub mod mfa;
 pub mod perm;
 pub mod session;
