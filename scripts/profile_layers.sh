@@ -65,9 +65,10 @@ requests = dict((l.split()[0], int(l.split()[1])) for l in (work / "requests").r
 def costs(name):
     table = {}
     for line in (work / f"{name}.txt").read_text().splitlines():
-        m = re.match(r"\s*([\d,]+) \([^)]*\)\s+(?:\S+:)?(.*?)(?: \[.*\])?$", line)
+        m = re.match(r"\s*([\d,]+) \([^)]*\)\s+(.*?)(?: \[.*\])?$", line)
         if m:
-            fn = m.group(2)
+            # "???:name" or "path/to/file.c:name": drop the file part (names hold "::", files not).
+            fn = re.sub(r"^(\?\?\?|[^:\s]*\.[A-Za-z]+):(?!:)", "", m.group(2))
             table[fn] = max(table.get(fn, 0), int(m.group(1).replace(",", "")))
     return table
 
