@@ -134,7 +134,8 @@ impl Conn {
     async fn watchdog(&self) -> &'static str {
         // A request that ends starts a wait of at least this long, so looking again this
         // often while one is in progress never misses a deadline.
-        let recheck = self.timeouts.header.min(self.timeouts.keep_alive);
+        // (Never zero: the settings refuse a zero timeout, and a zero here would spin.)
+        let recheck = self.timeouts.header.min(self.timeouts.keep_alive).max(Duration::from_millis(1));
         // One timer, re-armed, not one made per look.
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
