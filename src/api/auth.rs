@@ -113,26 +113,30 @@ async fn collect(req: &mut Request, state: &AppState) -> Result<Credentials, Api
 const FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
 
+/// A header's value as text, if it is. Standard names are given as `HeaderName`s, so they
+/// are not parsed from a string on every request.
+fn text(req: &Request, name: impl header::AsHeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
 /// What the request's head says: credentials, CSRF header, origin, client.
 pub fn from_headers(req: &Request, state: &AppState) -> Credentials {
     let settings = &state.settings;
-    // Names given as `HeaderName`s, not parsed from a `&str` on every request.
-    let value = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let header = |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let owned = |name| text(req, name).map(str::to_owned);
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-    let client_ip = state.proxies.client_ip(peer, req.headers().get(FORWARDED_FOR).and_then(|v| v.to_str().ok()));
+    let client_ip = state.proxies.client_ip(peer, text(req, FORWARDED_FOR));
     let secure = peer.is_some_and(|p| state.proxies.trusts(p))
-        && req.headers().get(FORWARDED_PROTO).is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+        && text(req, FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let mut creds = Credentials {
         method: req.method().as_str().to_owned(),
         authorization: req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec()),
-        origin: header(header::ORIGIN),
-        referer: header(header::REFERER),
-        host: header(header::HOST),
+        origin: owned(header::ORIGIN),
+        referer: owned(header::REFERER),
+        host: owned(header::HOST),
         secure,
-        csrf_header: value(&settings.csrf.header_name).map(str::to_owned),
+        csrf_header: text(req, settings.csrf.header_name.as_str()).map(str::to_owned),
         client_ip,
-        user_agent: header(header::USER_AGENT),
+        user_agent: owned(header::USER_AGENT),
         ..Credentials::default()
     };
     for name in [&settings.session.cookie_name, &settings.csrf.cookie_name] {

@@ -90,13 +90,8 @@ impl Headers {
         let html = resp.content_type().is_some_and(|t| t.starts_with("text/html"));
         let sets_session = self.sets_session(resp.headers());
         let headers = resp.headers_mut();
-        for (name, value) in every_answer() {
+        for (name, value) in every_answer().into_iter().chain(html.then(html_pages).into_iter().flatten()) {
             headers.entry(name).or_insert(value);
-        }
-        if html {
-            for (name, value) in html_pages() {
-                headers.entry(name).or_insert(value);
-            }
         }
         if sets_session || self.reads_session(path) {
             headers.append(header::VARY, HeaderValue::from_static("Cookie"));
