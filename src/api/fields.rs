@@ -2,7 +2,7 @@
 //! DRF's (`CharField`, `BooleanField`), and all failures are collected into one field map.
 use serde_json::{Map, Value};
 
-use crate::{error::ApiError, service::FieldErrors};
+use crate::{error::ApiError, password::validators::py_strip, service::FieldErrors};
 
 pub const REQUIRED: &str = "This field is required.";
 pub const NULL: &str = "This field may not be null.";
@@ -70,7 +70,7 @@ impl<'a> Fields<'a> {
             Some(Value::Number(n)) => n.to_string(),
             Some(_) => return Err(Some(NOT_A_STRING.into())),
         };
-        let value = if spec.trim { raw.trim().to_owned() } else { raw };
+        let value = if spec.trim { py_strip(&raw).to_owned() } else { raw };
         if value.is_empty() {
             return if spec.allow_blank { Ok(value) } else { Err(Some(BLANK.into())) };
         }
@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn char_fields_follow_drf() {
-        let data = json!({"a": " x ", "n": 12, "b": true, "z": null, "e": "  ", "long": "abcd", "nul": "a\u{0}b"});
+        let data = json!({"a": " x ", "n": 12, "b": true, "z": null, "e": "  ", "long": "abcd", "nul": "a\u{0}b", "py": "\u{1c}y\u{85}", "py_blank": "\u{1f}\u{3000}"});
         let mut f = Fields::new(&data).unwrap();
         assert_eq!(f.char("a", Char::REQUIRED), "x");
         assert_eq!(f.char("n", Char::REQUIRED), "12");
@@ -116,16 +116,35 @@ mod tests {
         assert_eq!(f.char("e", Char::REQUIRED), "");
         assert_eq!(f.char("long", Char::REQUIRED.max(3)), "");
         assert_eq!(f.char("nul", Char::REQUIRED), "");
+        assert_eq!(f.char("py", Char::REQUIRED), "y");
+        assert_eq!(f.char("py_blank", Char::REQUIRED), "");
         assert_eq!(f.char("missing", Char::REQUIRED), "");
         assert_eq!(f.char("missing2", Char::OPTIONAL), "");
         assert_eq!(
             f.errors.to_json(),
             json!({
-                "b": [NOT_A_STRING], "z": [NULL], "e": [BLANK],
+                "b": [NOT_A_STRING], "z": [NULL], "e": [BLANK], "py_blank": [BLANK],
                 "long": ["Ensure this field has no more than 3 characters."],
                 "nul": ["Null characters are not allowed."], "missing": [REQUIRED]
             })
         );
+    }
+
+    /// The spec's pattern for a trimmed, required key (`VerifyEmailRequest.key`) accepts a
+    /// character alone exactly when `str.strip()` keeps it: a fuzzer that trusts the spec never
+    /// sends a value the server calls blank (Schemathesis found U+0085 when the pattern said `\s`).
+    #[test]
+    fn the_spec_pattern_for_trimmed_keys_is_pythons_whitespace() {
+        let spec: Value = serde_json::from_str(include_str!("../../openapi/openapi.json")).unwrap();
+        let pattern =
+            spec["components"]["schemas"]["VerifyEmailRequest"]["properties"]["key"]["pattern"].as_str().unwrap();
+        let re = regex::Regex::new(pattern).unwrap();
+        for c in (1..=0x10FFFF).filter_map(char::from_u32) {
+            let alone = c.to_string();
+            assert_eq!(re.is_match(&alone), !py_strip(&alone).is_empty(), "U+{:04X}", c as u32);
+        }
+        assert!(re.is_match(" \u{85}k\u{3000}"));
+        assert!(!re.is_match("k\u{0}"));
     }
 
     #[test]

@@ -67,8 +67,13 @@ impl Example for PasswordResetConfirmRequest {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct VerifyEmailRequest {
-    /// Surrounding whitespace is trimmed (DRF's CharField): a key of spaces alone is blank.
-    #[oai(validator(min_length = 1, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"))]
+    /// Surrounding whitespace is trimmed (DRF's CharField, Python's `str.strip()`): a key of
+    /// whitespace alone is blank. The pattern names Python's whitespace one by one, as regex
+    /// dialects disagree on `\s`.
+    #[oai(validator(
+        min_length = 1,
+        pattern = r"^[^\x00]*[^\x00\t\n\x0B\x0C\r\x1C-\x20\x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00]*$"
+    ))]
     pub key: String,
 }
 

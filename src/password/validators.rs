@@ -210,7 +210,7 @@ fn split_non_word(s: &str) -> Vec<&str> {
 
 /// Python `str.strip()` with no argument: `str.isspace()` characters, which are Rust's
 /// `White_Space` set plus the information separators U+001C..U+001F.
-fn py_strip(s: &str) -> &str {
+pub fn py_strip(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_whitespace() || ('\u{1C}'..='\u{1F}').contains(&c))
 }
 
