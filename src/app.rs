@@ -27,7 +27,6 @@ fn method_label(method: &poem::http::Method) -> &'static str {
 /// The application: the OpenAPI routes, `/openapi.json`, the Swagger UI at `/docs/`,
 /// trailing-slash normalisation, DRF-shaped errors for everything, one log line per request.
 pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
-    let service = api::service(&state);
     let spec = api::spec::spec_endpoint(&state);
     let docs = api::spec::swagger_ui(&state);
     let allow = std::sync::Arc::new(api::spec::AllowTable::new(&state));
@@ -51,7 +50,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/authz/forward-auth", forward_auth)
         .at("/accounts/login", login_page)
         .at("/accounts/logout", logout_page);
-    Dispatch { api: service.into_endpoint(), others: outside_the_spec }
+    Dispatch { api: Operations::new(api::apis(&state)), others: outside_the_spec }
         .around(move |next, req| {
             framed(
                 next,
@@ -66,12 +65,85 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .into_endpoint()
 }
 
-/// The two routers: poem-openapi's (every operation in the spec, and the 404s) and one for
-/// the few endpoints outside the spec. Picking by prefix costs less than nesting the first
-/// at "/" in a `Route`, which matches twice and rebuilds every request's URI.
+/// The two routers: the operations of the spec (and the 404s) and one for the few endpoints
+/// outside the spec. Picking by prefix costs less than nesting the first at "/" in a `Route`,
+/// which matches twice and rebuilds every request's URI.
 struct Dispatch {
-    api: poem::endpoint::BoxEndpoint<'static>,
+    api: Operations,
     others: Route,
+}
+
+/// The spec's operations, routed as `OpenApiService::into_endpoint` routes them (the same
+/// endpoints, from `OpenApi::add_routes`; the same 404, 405 and HEAD-as-GET), without the
+/// layers it wraps them in that this application does not use or already has: a second
+/// cookie jar, a boxed future, two response mappings, and a `Route` for paths without
+/// parameters — those (all but a few) are one hash lookup here, and poem's `Route` only sees
+/// the paths with `{parameters}`, which it extracts.
+struct Operations {
+    exact: rustc_hash::FxHashMap<String, Methods>,
+    with_parameters: Route,
+}
+
+impl Operations {
+    fn new(apis: impl poem_openapi::OpenApi) -> Self {
+        let mut table = std::collections::HashMap::new();
+        apis.add_routes(&mut table);
+        let mut exact = rustc_hash::FxHashMap::default();
+        let mut with_parameters = Route::new();
+        for (path, endpoints) in table {
+            let methods = Methods(endpoints.into_iter().collect());
+            // poem-openapi writes a parameter as `/:param0`, and paths without a trailing slash.
+            if path.contains("/:") {
+                with_parameters = with_parameters.at(path, methods);
+            } else {
+                exact.insert(path, methods);
+            }
+        }
+        Self { exact, with_parameters }
+    }
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        // What poem-openapi's `Query` parameters read (`OpenApiService` inserts it for every
+        // request); parsed only when there is a query string.
+        let query = match req.uri().query() {
+            Some(q) if !q.is_empty() => req.params::<Vec<(String, String)>>().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        req.extensions_mut().insert(poem_openapi::__private::UrlQuery(query));
+        match self.exact.get(req.uri().path()) {
+            Some(methods) => methods.call(req).await,
+            None => Box::pin(self.with_parameters.call(req)).await,
+        }
+    }
+}
+
+/// One path's operations by method (poem's `RouteMethod`).
+struct Methods(Vec<(poem::http::Method, poem::endpoint::BoxEndpoint<'static>)>);
+
+impl Methods {
+    fn find(&self, method: &poem::http::Method) -> Option<&poem::endpoint::BoxEndpoint<'static>> {
+        self.0.iter().find(|(m, _)| m == method).map(|(_, endpoint)| endpoint)
+    }
+}
+
+impl Endpoint for Methods {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        if let Some(endpoint) = self.find(req.method()) {
+            return endpoint.call(req).await;
+        }
+        // HEAD is GET without the body, unless the path declares HEAD itself.
+        if req.method() == poem::http::Method::HEAD
+            && let Some(get) = self.find(&poem::http::Method::GET)
+        {
+            req.set_method(poem::http::Method::GET);
+            let mut resp = get.call(req).await?;
+            resp.set_body(());
+            return Ok(resp);
+        }
+        Err(poem::error::MethodNotAllowedError.into())
+    }
 }
 
 impl Dispatch {
@@ -206,10 +278,7 @@ async fn outermost<E: Endpoint>(
     let method = req.method().clone();
     // The path only: a query string may carry a secret.
     let path = req.uri().path().to_owned();
-    let fut = next.call(req);
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| eprintln!("SIZE outermost inner {}", std::mem::size_of_val(&fut)));
-    let mut resp = fut.await?.into_response();
+    let mut resp = next.call(req).await?.into_response();
     headers.apply(&path, &mut resp);
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();

@@ -14,7 +14,7 @@ use crate::{
 };
 
 pub struct AccountApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 /// A new account. Only `username` and `password` are required.

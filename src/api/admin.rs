@@ -11,7 +11,7 @@ use super::{
 use crate::{error::ApiError, state::AppState, store::user};
 
 pub struct AdminApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 #[derive(Debug, Object)]

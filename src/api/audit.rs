@@ -19,7 +19,7 @@ use crate::{
 };
 
 pub struct AuditApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 #[derive(Debug, Object)]

@@ -9,7 +9,7 @@ use super::ApiTags;
 use crate::state::AppState;
 
 pub struct DiscoveryApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 /// One public key (RFC 7517), with what verifiers need to choose it.

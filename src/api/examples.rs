@@ -6,7 +6,7 @@ use super::{ApiTags, MessageBody, admin::UserRow, caller::Authed, cookies};
 use crate::{error::ApiError, state::AppState};
 
 pub struct ExamplesApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 #[derive(Debug, Object)]

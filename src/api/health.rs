@@ -5,7 +5,7 @@ use super::ApiTags;
 use crate::{error::ErrorDetail, state::AppState};
 
 pub struct HealthApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 #[derive(Debug, Object)]

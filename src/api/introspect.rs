@@ -18,7 +18,7 @@ use crate::{
 };
 
 pub struct IntrospectApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 /// RFC 7662's request, form-encoded (or JSON).

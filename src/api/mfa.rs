@@ -19,7 +19,7 @@ use crate::{
 };
 
 pub struct MfaApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 /// A right password of a user with a second factor: send the token and a code to

@@ -85,8 +85,11 @@ authentication gives Django projects: session cookies for browsers, opaque `Toke
 mobile apps and scripts, and JWT access/refresh pairs, behind one authenticator chain tried \
 in order, with DRF's status codes and error bodies.";
 
-pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
-    let apis = (
+/// Every operation, sharing one state: poem-openapi clones an operation's object for each
+/// request, so it holds one `Arc` rather than the state's dozen.
+pub fn apis(state: &AppState) -> Apis {
+    let state = std::sync::Arc::new(state.clone());
+    (
         account::AccountApi { state: state.clone() },
         recovery::RecoveryApi { state: state.clone() },
         mfa::MfaApi { state: state.clone() },
@@ -97,7 +100,11 @@ pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
         audit::AuditApi { state: state.clone() },
         health::HealthApi { state: state.clone() },
         discovery::DiscoveryApi { state: state.clone() },
-        introspect::IntrospectApi { state: state.clone() },
-    );
-    OpenApiService::new(apis, "portcullis", env!("CARGO_PKG_VERSION")).description(DESCRIPTION)
+        introspect::IntrospectApi { state },
+    )
+}
+
+/// The operations as poem-openapi documents them (the spec and the Swagger UI).
+pub fn service(state: &AppState) -> OpenApiService<Apis, ()> {
+    OpenApiService::new(apis(state), "portcullis", env!("CARGO_PKG_VERSION")).description(DESCRIPTION)
 }

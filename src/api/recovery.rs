@@ -18,7 +18,7 @@ use crate::{
 };
 
 pub struct RecoveryApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 /// The address to send a reset link to.

@@ -29,7 +29,7 @@ use crate::{
 };
 
 pub struct SessionApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 /// Username and password (JSON or form-encoded).

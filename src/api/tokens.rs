@@ -29,7 +29,7 @@ use crate::{
 };
 
 pub struct TokenApi {
-    pub state: AppState,
+    pub state: std::sync::Arc<AppState>,
 }
 
 /// Credentials, and an optional device name for the token.

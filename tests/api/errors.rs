@@ -1,6 +1,6 @@
 //! API.md's table of bad input: always JSON in DRF's shape, never a 500 or plain text.
 use poem::http::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
 
@@ -71,6 +71,29 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
     assert_eq!((res.status, &res.headers["allow"]), (StatusCode::METHOD_NOT_ALLOWED, &"GET, HEAD".parse().unwrap()));
     let res = crate::helpers::answer(app.client.get("/session/data/").send().await.0).await;
     assert_ne!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// HEAD is GET without the body wherever GET is routed, with or without path parameters; a
+/// path that has no GET answers HEAD with 405.
+#[tokio::test]
+async fn head_is_get_without_the_body() {
+    let app = TestApp::new().await;
+    for path in ["/healthz", "/.well-known/jwks.json"] {
+        let get = app.get(path).await;
+        let head = crate::helpers::answer(app.client.head(path).send().await.0).await;
+        assert_eq!((head.status, &head.body), (StatusCode::OK, &Value::Null), "{path}");
+        assert_eq!(head.headers["content-type"], get.headers["content-type"], "{path}");
+    }
+    let res = crate::helpers::answer(app.client.head("/register/").send().await.0).await;
+    assert_eq!((res.status, &res.headers["allow"]), (StatusCode::METHOD_NOT_ALLOWED, &"POST".parse().unwrap()));
+    // A path with a parameter and no GET (DELETE /sessions/{id}/): 405 once authenticated.
+    app.register("headuser").await;
+    let token = app.token("headuser").await;
+    let res = crate::helpers::answer(
+        app.client.head("/sessions/1/").header("Authorization", format!("Token {token}")).send().await.0,
+    )
+    .await;
+    assert_eq!((res.status, &res.headers["allow"]), (StatusCode::METHOD_NOT_ALLOWED, &"DELETE".parse().unwrap()));
 }
 
 #[tokio::test]
