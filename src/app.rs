@@ -6,7 +6,7 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response,
 use crate::{
     api,
     error::to_drf_response,
-    metrics::{Metrics, RequestLabels, RouteLabels},
+    metrics::{Metrics, RequestLabels},
     state::AppState,
 };
 
@@ -285,8 +285,7 @@ async fn outermost<E: Endpoint>(
     if metrics.enabled {
         let route = crate::api::policy::route_label(&path);
         let labels = RequestLabels { route, method: method_label(&method), status };
-        metrics.requests.get_or_create(&labels).inc();
-        metrics.latency.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+        metrics.request(labels, elapsed.as_secs_f64());
     }
     crate::logging::request(method.as_str(), &path, status, elapsed.as_micros() as u64);
     Ok(resp)

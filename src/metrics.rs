@@ -10,7 +10,9 @@ use prometheus_client::{
     },
     registry::Registry,
 };
+use rustc_hash::FxHashMap;
 use sea_orm::{DatabaseConnection, DbBackend};
+use std::sync::{PoisonError, RwLock};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -92,9 +94,36 @@ pub struct Metrics {
     pub audit_dropped: Counter,
     pub emails: Family<MailLabels, Counter>,
     pub mfa_codes: Family<MfaLabels, Counter>,
+    /// The request metrics of each label set seen, kept after the first request (`request`).
+    request_handles: RwLock<FxHashMap<RequestLabels, (Counter, Histogram)>>,
 }
 
+/// Label sets whose request metrics are kept at hand; beyond, requests still count, through
+/// the families. Routes are the policy table's patterns, methods eight: statuses bound it.
+const MAX_REQUEST_HANDLES: usize = 4096;
+
 impl Metrics {
+    /// One request: its count by route, method and status, its latency by route. A metric
+    /// of a `Family` is shared, so the pair kept for a label set counts in the families; the
+    /// families' own lookup hashes the labels with SipHash, twice per request.
+    pub fn request(&self, labels: RequestLabels, seconds: f64) {
+        let kept = self.request_handles.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some((count, latency)) = kept.get(&labels) {
+            count.inc();
+            latency.observe(seconds);
+            return;
+        }
+        drop(kept);
+        let count = self.requests.get_or_create(&labels).clone();
+        let latency = self.latency.get_or_create(&RouteLabels { route: labels.route }).clone();
+        count.inc();
+        latency.observe(seconds);
+        let mut kept = self.request_handles.write().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() < MAX_REQUEST_HANDLES {
+            kept.insert(labels, (count, latency));
+        }
+    }
+
     pub fn new(enabled: bool) -> Self {
         let mut m = Self {
             enabled,
@@ -118,6 +147,7 @@ impl Metrics {
             audit_dropped: Counter::default(),
             emails: Family::default(),
             mfa_codes: Family::default(),
+            request_handles: RwLock::default(),
         };
         let r = &mut m.registry;
         r.register("http_requests", "HTTP requests by route, method and status", m.requests.clone());
@@ -175,5 +205,34 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kept handles count in the families the registry renders, on the first request of a
+    /// label set and after; a label set beyond the bound still counts.
+    #[test]
+    fn kept_request_metrics_count_in_the_families() {
+        let metrics = Metrics::new(true);
+        let labels = |status| RequestLabels { route: "/protected", method: "GET", status };
+        for _ in 0..3 {
+            metrics.request(labels(200), 0.001);
+        }
+        metrics.request(labels(401), 0.002);
+        assert_eq!(metrics.requests.get_or_create(&labels(200)).get(), 3);
+        assert_eq!(metrics.requests.get_or_create(&labels(401)).get(), 1);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
+        assert!(text.contains(r#"portcullis_http_request_duration_seconds_count{route="/protected"} 4"#), "{text}");
+        for status in 0..(MAX_REQUEST_HANDLES as u16 + 10) {
+            metrics.request(labels(1000 + status), 0.0);
+        }
+        let beyond = labels(1000 + MAX_REQUEST_HANDLES as u16 + 5);
+        metrics.request(beyond.clone(), 0.0);
+        assert_eq!(metrics.requests.get_or_create(&beyond).get(), 2);
+        assert_eq!(metrics.request_handles.read().unwrap().len(), MAX_REQUEST_HANDLES);
     }
 }

@@ -33,7 +33,7 @@ pub async fn authenticate<E: Endpoint>(
     chains: Arc<ViewChains>,
 ) -> poem::Result<Response> {
     let Some(policy) = policy_for(req.uri().path()) else {
-        return Box::pin(next.call(req)).await.map(IntoResponse::into_response);
+        return next.call(req).await.map(IntoResponse::into_response);
     };
     let creds = Arc::new(collect(&mut req, &state).await?);
     let chain = chains.of(&policy);
@@ -55,9 +55,7 @@ pub async fn authenticate<E: Endpoint>(
     }
     let caller = Caller { identity: found.identity, creds };
     req.extensions_mut().insert(caller.clone());
-    // Boxed: the router's future (2.6 KB) would otherwise be part of this one, and of each
-    // layer's around it, each moving it whole (see `app::outermost`).
-    let resp = Box::pin(next.call(req)).await?.into_response();
+    let resp = next.call(req).await?.into_response();
     if resp.status().is_success()
         && let Some(identity) = &caller.identity
         && identity.method == Method::Session

@@ -13,9 +13,14 @@ pub mod notify;
 pub mod session;
 pub mod token;
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, OnceLock},
+};
 
 use async_trait::async_trait;
+use prometheus_client::metrics::counter::Counter;
 
 use sea_orm::DatabaseConnection;
 
@@ -147,29 +152,46 @@ pub fn build(scheme: AuthScheme, deps: &Deps) -> Arc<dyn Authenticator> {
 
 /// An ordered list of authenticators.
 #[derive(Clone)]
-pub struct Chain(Vec<Arc<dyn Authenticator>>, Arc<Metrics>);
+pub struct Chain {
+    links: Vec<Link>,
+    metrics: Arc<Metrics>,
+}
+
+/// An authenticator and its counters for the outcomes without a reason (not mine, stale,
+/// success), taken from the family at their first use: every request counts one, and the
+/// family's lookup hashes the labels with SipHash.
+#[derive(Clone)]
+struct Link {
+    authenticator: Arc<dyn Authenticator>,
+    counted: [OnceLock<Counter>; 3],
+}
+
+const OUTCOMES: [&str; 3] = ["not_mine", "stale", "success"];
 
 impl Chain {
     pub fn new(schemes: &[AuthScheme], deps: &Deps) -> Self {
-        Self(schemes.iter().map(|s| build(*s, deps)).collect(), Arc::clone(&deps.metrics))
+        let links =
+            schemes.iter().map(|s| Link { authenticator: build(*s, deps), counted: Default::default() }).collect();
+        Self { links, metrics: Arc::clone(&deps.metrics) }
     }
 
     /// The first authenticator's challenge decides 401 vs 403 (DRF `get_authenticate_header`).
     pub fn challenge(&self) -> Option<String> {
-        self.0.first().and_then(|a| a.challenge())
+        self.links.first().and_then(|l| l.authenticator.challenge())
     }
 
     /// The first challenge any authenticator offers (a gateway's 401 needs one).
     pub fn any_challenge(&self) -> Option<String> {
-        self.0.iter().find_map(|a| a.challenge())
+        self.links.iter().find_map(|l| l.authenticator.challenge())
     }
 
     /// Runs the chain: `identity: None` is an anonymous request.
     pub async fn authenticate(&self, creds: &Credentials) -> Result<ChainResult, Refused> {
         let mut result = ChainResult::default();
-        for authenticator in &self.0 {
+        for link in &self.links {
+            let authenticator = &link.authenticator;
             let outcome = authenticator.authenticate(creds).await;
-            self.count(authenticator.name(), &outcome);
+            self.count(link, &outcome);
             match outcome {
                 Outcome::NotMine => continue,
                 Outcome::Stale => {
@@ -188,14 +210,24 @@ impl Chain {
 }
 
 impl Chain {
-    fn count(&self, authenticator: &'static str, outcome: &Outcome) {
-        let (outcome, reason) = match outcome {
-            Outcome::NotMine => ("not_mine", String::new()),
-            Outcome::Stale => ("stale", String::new()),
-            Outcome::Authenticated(_) => ("success", String::new()),
-            Outcome::Failed(f) => ("failure", f.reason()),
+    fn count(&self, link: &Link, outcome: &Outcome) {
+        let authenticator = link.authenticator.name();
+        let slot = match outcome {
+            Outcome::NotMine => 0,
+            Outcome::Stale => 1,
+            Outcome::Authenticated(_) => 2,
+            Outcome::Failed(f) => {
+                let labels = AuthLabels { authenticator, outcome: "failure", reason: f.reason() };
+                self.metrics.authentications.get_or_create(&labels).inc();
+                return;
+            }
         };
-        self.1.authentications.get_or_create(&AuthLabels { authenticator, outcome, reason }).inc();
+        link.counted[slot]
+            .get_or_init(|| {
+                let labels = AuthLabels { authenticator, outcome: OUTCOMES[slot], reason: String::new() };
+                self.metrics.authentications.get_or_create(&labels).clone()
+            })
+            .inc();
     }
 }
 
