@@ -102,7 +102,7 @@ impl Operations {
         Self { exact, with_parameters }
     }
 
-    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+    fn call(&self, mut req: Request) -> Routed<'_> {
         // What poem-openapi's `Query` parameters read (`OpenApiService` inserts it for every
         // request); parsed only when there is a query string.
         let query = match req.uri().query() {
@@ -111,8 +111,8 @@ impl Operations {
         };
         req.extensions_mut().insert(poem_openapi::__private::UrlQuery(query));
         match self.exact.get(req.uri().path()) {
-            Some(methods) => methods.call(req).await,
-            None => Box::pin(self.with_parameters.call(req)).await,
+            Some(methods) => methods.route(req),
+            None => Box::pin(self.with_parameters.call(req)),
         }
     }
 }
@@ -124,25 +124,32 @@ impl Methods {
     fn find(&self, method: &poem::http::Method) -> Option<&poem::endpoint::BoxEndpoint<'static>> {
         self.0.iter().find(|(m, _)| m == method).map(|(_, endpoint)| endpoint)
     }
-}
 
-impl Endpoint for Methods {
-    type Output = Response;
-
-    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+    fn route(&self, mut req: Request) -> Routed<'_> {
+        use poem::endpoint::DynEndpoint;
         if let Some(endpoint) = self.find(req.method()) {
-            return endpoint.call(req).await;
+            return DynEndpoint::call(endpoint.as_ref(), req);
         }
         // HEAD is GET without the body, unless the path declares HEAD itself.
         if req.method() == poem::http::Method::HEAD
             && let Some(get) = self.find(&poem::http::Method::GET)
         {
             req.set_method(poem::http::Method::GET);
-            let mut resp = get.call(req).await?;
-            resp.set_body(());
-            return Ok(resp);
+            return Box::pin(async move {
+                let mut resp = DynEndpoint::call(get.as_ref(), req).await?;
+                resp.set_body(());
+                Ok(resp)
+            });
         }
-        Err(poem::error::MethodNotAllowedError.into())
+        Box::pin(std::future::ready(Err(poem::error::MethodNotAllowedError.into())))
+    }
+}
+
+impl Endpoint for Methods {
+    type Output = Response;
+
+    fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
+        self.route(req)
     }
 }
 
@@ -154,11 +161,16 @@ impl Dispatch {
     }
 }
 
+/// A request's future from the routers: the operation's own boxed future, which the layers
+/// around hold as a pointer (an `async fn` here would hold the request as well, a few
+/// hundred bytes more in each layer's future, each moved whole).
+type Routed<'a> = futures_util::future::BoxFuture<'a, poem::Result<Response>>;
+
 impl Endpoint for Dispatch {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
-        if Self::outside_the_spec(req.uri().path()) { self.others.call(req).await } else { self.api.call(req).await }
+    fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
+        if Self::outside_the_spec(req.uri().path()) { Box::pin(self.others.call(req)) } else { self.api.call(req) }
     }
 }
 
@@ -320,5 +332,30 @@ mod tests {
         for path in ["/login", "/docsx", "/authzz", "/accounts", "/healthz", "/", "/openapi.jsonx"] {
             assert_eq!(Dispatch::outside_the_spec(path), path == "/accounts", "{path}");
         }
+    }
+}
+
+#[cfg(test)]
+mod routed {
+    use super::*;
+
+    /// The layers around the routers hold a pointer to the operation's future, not a future
+    /// of the router's own with the request inside (see `Routed`).
+    #[tokio::test]
+    async fn the_routers_futures_are_a_pointer() {
+        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
+        opts.sqlx_logging(false).max_connections(1);
+        let db = sea_orm::Database::connect(opts).await.unwrap();
+        crate::store::migrate(&db).await.unwrap();
+        let settings = crate::config::load(None, &Default::default()).unwrap();
+        let state = AppState::new(db, settings).await.unwrap();
+        let dispatch = Dispatch { api: Operations::new(api::apis(&state)), others: Route::new() };
+        let req = |path| Request::builder().uri_str(path).finish();
+        let pointer = std::mem::size_of::<Routed<'_>>();
+        for path in ["/healthz", "/sessions/1", "/openapi.json", "/no/such/path"] {
+            assert_eq!(std::mem::size_of_val(&dispatch.call(req(path))), pointer, "{path}");
+        }
+        let ok = dispatch.call(req("/healthz")).await.unwrap();
+        assert_eq!(ok.status(), poem::http::StatusCode::OK);
     }
 }

@@ -216,7 +216,10 @@ pub async fn serve<E>(
                 if !body.is_empty() {
                     req.set_body(with_deadline(body, conn.timeouts.body));
                 }
-                Ok::<_, Infallible>(hyper::Response::from(endpoint.get_response(req).await))
+                // `get_response` without its `async` wrapper, nor `Arc`'s: each would hold the
+                // request beside the application's future, and be moved with it.
+                let resp = endpoint.as_ref().call(req).await.unwrap_or_else(|e| e.into_response());
+                Ok::<_, Infallible>(hyper::Response::from(resp))
             }
         }
     });
