@@ -56,7 +56,7 @@ EXTRA_ENV="PORTCULLIS_CACHE__TTL=0" profile token_db "${P[@]}" -- -H "Authorizat
 profile bare_healthz "${B[@]}" -- "$BASE/healthz"
 profile bare_protected "${B[@]}" -- -H "Authorization: Token $TOKEN" "$BASE/protected/"
 
-for f in "$WORK"/*.out; do callgrind_annotate --inclusive=yes "$f" >"${f%.out}.txt" 2>/dev/null; done
+for f in "$WORK"/*.out; do callgrind_annotate --inclusive=yes --threshold=100 "$f" >"${f%.out}.txt" 2>/dev/null; done
 python3 - "$WORK" <<'PY'
 import re, sys, pathlib
 work = pathlib.Path(sys.argv[1])
@@ -85,23 +85,26 @@ for name in ["healthz", "token", "session", "token_db"]:
     per = lambda v: v / n
     all_ = total(t)
     serve = find(t, "portcullis::server::conn::serve::{{closure}}::{{closure}}::{{closure}}")
+    # SQLite runs on sqlx's thread of its own, outside tokio's workers.
+    workers = find(t, "tokio::runtime::scheduler::multi_thread::worker::run")
     auth = find(t, "portcullis::api::auth::authenticate::{{closure}}")
-    # poem-openapi's service is the boxed endpoint `app::Dispatch` calls; callgrind names its
-    # recursive calls (boxes inside) `...'2`, which are not this layer.
-    api = t.get("<alloc::boxed::Box<T> as poem::endpoint::endpoint::Endpoint>::call::{{closure}}", 0)
+    # The operation poem-openapi generated (extractors, the handler, its response through
+    # JSON, the operation id it records) is the `After` it wraps every operation in; the
+    # routing (`app::Operations`, a hash lookup) is inlined into authentication.
+    api = find(t, "<poem::endpoint::after::After<E,F> as poem::endpoint::endpoint::Endpoint>::call::{{closure}}")
     rows.append((name, n, {
         "total": per(all_),
-        "hyper, tokio, connection (HTTP/1, socket, timeouts)": per(all_ - serve),
+        "hyper, tokio, connection (HTTP/1, socket, timeouts)": per(workers - serve),
+        "outside the async workers (sqlx's SQLite thread: the database read)": per(all_ - workers),
         "outer layers: headers, metrics, log line, cookie jar, errors, path": per(serve - auth),
-        "authentication and permission (chain, cache, policy)": per(auth - api),
-        "poem-openapi: router, extractors, handler, JSON": per(api),
+        "authentication and permission (chain, cache, policy), routing": per(auth - api),
+        "poem-openapi's operation: extractors, handler, JSON": per(api),
         "  of which the request log line": per(find(t, "portcullis::logging::request")),
-        "  of which metrics (prometheus families)": per(find(t, "prometheus_client::metrics::family::Family") + find(t, "Histogram::observe")),
+        "  of which metrics (request count and latency, the chain's outcomes)": per(find(t, "portcullis::metrics::Metrics::request") + find(t, "portcullis::authn::Chain::count")),
         "  of which Django's headers": per(find(t, "portcullis::api::headers::Headers::apply")),
         "  of which path normalisation": per(find(t, "portcullis::app::normalize_path")),
         "  of which SHA-256 of the key (software)": per(find(t, "sha2::sha256::compress256")),
         "  of which the credential cache": per(find(t, "portcullis::authn::cache::CredentialCache::get")),
-        "  of which the database read": per(find(t, "portcullis::service::tokens::authenticate::{{closure}}")),
     }))
 for name in ["bare_healthz", "bare_protected"]:
     t, n = costs(name), requests[name]
