@@ -321,6 +321,11 @@ mod tests {
         assert_eq!(normalized("//"), "/");
         assert_eq!(normalized("//tokens//12///?page=2&x=%2F"), "/tokens/12?page=2&x=%2F");
         assert_eq!(normalized("/audit/?since=2026-01-01T00:00:00Z"), "/audit?since=2026-01-01T00:00:00Z");
+        assert_eq!(normalized("/a/b/?"), "/a/b?");
+        assert_eq!(normalized("/caf%C3%A9/"), "/caf%C3%A9");
+        // An absolute-form target (a proxy's) keeps its scheme and authority.
+        assert_eq!(normalized("http://example.com/login/?next=/x/"), "http://example.com/login?next=/x/");
+        assert_eq!(normalized("http://example.com//a//"), "http://example.com/a");
     }
 
     #[test]

@@ -36,13 +36,16 @@ const CREDENTIAL_PATHS: &[&str] = &[
     "/mfa/recovery-codes",
 ];
 
+/// Not among `http`'s constants; a constant, so its name is checked once, at compile time.
+const CROSS_ORIGIN_OPENER_POLICY: HeaderName = HeaderName::from_static("cross-origin-opener-policy");
+
 /// Always set, unless the answer set its own (as Django's `setdefault`).
 /// (Made from static parts: nothing is parsed per answer.)
 fn every_answer() -> [(HeaderName, HeaderValue); 3] {
     [
         (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         (header::REFERRER_POLICY, HeaderValue::from_static("same-origin")),
-        (HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin")),
+        (CROSS_ORIGIN_OPENER_POLICY, HeaderValue::from_static("same-origin")),
     ]
 }
 
