@@ -87,7 +87,10 @@ for name in ["healthz", "token", "session", "token_db"]:
     serve = find(t, "portcullis::server::conn::serve::{{closure}}::{{closure}}::{{closure}}")
     # SQLite runs on sqlx's thread of its own, outside tokio's workers.
     workers = find(t, "tokio::runtime::scheduler::multi_thread::worker::run")
-    auth = find(t, "portcullis::api::auth::authenticate::{{closure}}")
+    # Authentication is polled inside `framed`'s `catch_unwind`; the compiler may inline it
+    # into that wrapper, which then carries its cost.
+    auth = find(t, "portcullis::api::auth::authenticate::{{closure}}") or find(
+        t, "<core::panic::unwind_safe::AssertUnwindSafe<F> as core::future::future::Future>::poll")
     # The operation poem-openapi generated (extractors, the handler, its response through
     # JSON, the operation id it records) is the `After` it wraps every operation in; the
     # routing (`app::Operations`, a hash lookup) is inlined into authentication.

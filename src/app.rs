@@ -1,7 +1,7 @@
 //! Routes and middleware: the whole HTTP application, built from an `AppState`.
 use std::time::Instant;
 
-use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route, middleware::CookieJarManager};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, middleware::CookieJarManager};
 
 use crate::{
     api,
@@ -50,19 +50,41 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/authz/forward-auth", forward_auth)
         .at("/accounts/login", login_page)
         .at("/accounts/logout", logout_page);
-    Dispatch { api: Operations::new(api::apis(&state)), others: outside_the_spec }
-        .around(move |next, req| {
-            framed(
-                next,
-                req,
-                std::sync::Arc::clone(&shared),
-                std::sync::Arc::clone(&chains),
-                std::sync::Arc::clone(&allow),
-            )
-        })
-        .with(CookieJarManager::new())
-        .around(move |next, req| outermost(next, req, std::sync::Arc::clone(&headers), std::sync::Arc::clone(&metrics)))
-        .into_endpoint()
+    let dispatch = Dispatch { api: Operations::new(api::apis(&state)), others: outside_the_spec };
+    let framed = Framed { inner: dispatch, state: shared, chains, allow };
+    Outermost { inner: framed.with(CookieJarManager::new()), headers, metrics }
+}
+
+/// `framed` around the routers, `outermost` around the cookie jar: poem's `around` would
+/// hand each an `Arc` of the inner endpoint per request, whose `call` is an `async` wrapper
+/// holding the request beside the inner future.
+struct Framed<E> {
+    inner: E,
+    state: std::sync::Arc<AppState>,
+    chains: std::sync::Arc<api::policy::ViewChains>,
+    allow: std::sync::Arc<api::spec::AllowTable>,
+}
+
+impl<E: Endpoint> Endpoint for Framed<E> {
+    type Output = Response;
+
+    fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
+        framed(&self.inner, req, &self.state, &self.chains, &self.allow)
+    }
+}
+
+struct Outermost<E> {
+    inner: E,
+    headers: std::sync::Arc<api::headers::Headers>,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl<E: Endpoint> Endpoint for Outermost<E> {
+    type Output = Response;
+
+    fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
+        outermost(&self.inner, req, &self.headers, &self.metrics)
+    }
 }
 
 /// The two routers: the operations of the spec (and the 404s) and one for the few endpoints
@@ -184,11 +206,11 @@ pub fn spec_json(state: &AppState) -> String {
 /// (trailing and doubled slashes, as DRF's URLs are written); extractors find the body
 /// limit; then authentication and the router (`api::auth::authenticate`).
 async fn framed<E: Endpoint>(
-    next: E,
+    next: &E,
     mut req: Request,
-    state: std::sync::Arc<AppState>,
-    chains: std::sync::Arc<api::policy::ViewChains>,
-    allow: std::sync::Arc<api::spec::AllowTable>,
+    state: &AppState,
+    chains: &api::policy::ViewChains,
+    allow: &api::spec::AllowTable,
 ) -> poem::Result<Response> {
     let limit = state.settings.server.max_body_bytes;
     let method = req.method().clone();
@@ -281,10 +303,10 @@ pub fn build_metrics_app(state: &AppState) -> impl Endpoint<Output = Response> +
 /// Django's headers on the final answer (`api::headers`), then the request's metrics and
 /// its log line (`logging::request`): one layer, one copy of the path.
 async fn outermost<E: Endpoint>(
-    next: E,
+    next: &E,
     req: Request,
-    headers: std::sync::Arc<api::headers::Headers>,
-    metrics: std::sync::Arc<Metrics>,
+    headers: &api::headers::Headers,
+    metrics: &Metrics,
 ) -> poem::Result<Response> {
     let started = Instant::now();
     let method = req.method().clone();

@@ -27,15 +27,15 @@ pub struct Caller {
 }
 
 pub async fn authenticate<E: Endpoint>(
-    next: E,
+    next: &E,
     mut req: Request,
-    state: Arc<AppState>,
-    chains: Arc<ViewChains>,
+    state: &AppState,
+    chains: &ViewChains,
 ) -> poem::Result<Response> {
     let Some(policy) = policy_for(req.uri().path()) else {
         return next.call(req).await.map(IntoResponse::into_response);
     };
-    let creds = Arc::new(collect(&mut req, &state).await?);
+    let creds = Arc::new(collect(&mut req, state).await?);
     let chain = chains.of(&policy);
     let found = chain.authenticate(&creds).await.map_err(ApiError::from)?;
     let jar = req.cookie().clone();
@@ -60,7 +60,7 @@ pub async fn authenticate<E: Endpoint>(
         && let Some(identity) = &caller.identity
         && identity.method == Method::Session
     {
-        keep_alive(&state, &jar, &caller).await;
+        keep_alive(state, &jar, &caller).await;
     }
     Ok(resp)
 }

@@ -2,7 +2,7 @@
 use poem::web::cookie::CookieJar;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use super::{ApiTags, MessageBody, admin::UserRow, caller::Authed, cookies};
+use super::{ApiTags, MessageBody, admin::UserRow, caller::Authed, cookies, serde_json_body::SerdeJson};
 use crate::{error::ApiError, state::AppState};
 
 pub struct ExamplesApi {
@@ -31,8 +31,8 @@ pub struct CookieValue {
     pub token: String,
 }
 
-fn message(text: String) -> Json<MessageBody> {
-    Json(MessageBody { message: text })
+fn message(text: String) -> SerdeJson<MessageBody> {
+    SerdeJson(MessageBody { message: text })
 }
 
 #[OpenApi(tag = "ApiTags::Examples")]
@@ -41,14 +41,14 @@ impl ExamplesApi {
     ///
     /// The seed's `protected_view`: any authenticated user (`auth.default_permission`).
     #[oai(path = "/protected/", method = "get", operation_id = "protected")]
-    async fn protected(&self, caller: Authed) -> Result<Json<MessageBody>, ApiError> {
+    async fn protected(&self, caller: Authed) -> Result<SerdeJson<MessageBody>, ApiError> {
         let user = &caller.user;
         Ok(message(format!("Hello, {}! You have access to this view.", user.username)))
     }
 
     /// A dashboard
     #[oai(path = "/dashboard/", method = "get", operation_id = "dashboard")]
-    async fn dashboard(&self, caller: Authed) -> Result<Json<MessageBody>, ApiError> {
+    async fn dashboard(&self, caller: Authed) -> Result<SerdeJson<MessageBody>, ApiError> {
         let user = &caller.user;
         Ok(message(format!("Hello {}, welcome to your dashboard", user.username)))
     }
@@ -75,7 +75,7 @@ impl ExamplesApi {
     /// Allowed to users holding the Django-style permission `articles.can_publish`
     /// directly or through a group, and to superusers.
     #[oai(path = "/publish/", method = "post", operation_id = "publish")]
-    async fn publish(&self, caller: Authed) -> Result<Json<MessageBody>, ApiError> {
+    async fn publish(&self, caller: Authed) -> Result<SerdeJson<MessageBody>, ApiError> {
         let user = &caller.user;
         Ok(message(format!("Article published by {}", user.username)))
     }
@@ -84,7 +84,7 @@ impl ExamplesApi {
     ///
     /// The seed's `SetCookieView`: sets `token=example_cookie_value` for an hour.
     #[oai(path = "/cookie/set/", method = "get", operation_id = "cookie_set")]
-    async fn cookie_set(&self, jar: &CookieJar) -> Json<MessageBody> {
+    async fn cookie_set(&self, jar: &CookieJar) -> SerdeJson<MessageBody> {
         jar.add(cookies::lasting("token", "example_cookie_value", 3600));
         message("Cookie set!".into())
     }
@@ -98,7 +98,7 @@ impl ExamplesApi {
 
     /// Delete the example cookie
     #[oai(path = "/cookie/delete/", method = "get", operation_id = "cookie_delete")]
-    async fn cookie_delete(&self, jar: &CookieJar) -> Json<MessageBody> {
+    async fn cookie_delete(&self, jar: &CookieJar) -> SerdeJson<MessageBody> {
         jar.add(cookies::removal("token", &self.state.settings));
         message("Cookie deleted!".into())
     }

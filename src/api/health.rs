@@ -1,14 +1,14 @@
 //! Liveness for load balancers.
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
-use super::ApiTags;
+use super::{ApiTags, serde_json_body::SerdeJson};
 use crate::{error::ErrorDetail, state::AppState};
 
 pub struct HealthApi {
     pub state: std::sync::Arc<AppState>,
 }
 
-#[derive(Debug, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct HealthBody {
     /// "ok"
     pub status: String,
@@ -18,7 +18,7 @@ pub struct HealthBody {
 pub enum HealthResponse {
     /// The database answered its last probe.
     #[oai(status = 200)]
-    Up(Json<HealthBody>),
+    Up(SerdeJson<HealthBody>),
     /// The database did not answer its last probe.
     #[oai(status = 503)]
     Down(Json<ErrorDetail>),
@@ -33,7 +33,7 @@ impl HealthApi {
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> HealthResponse {
         if self.state.health.is_up() {
-            HealthResponse::Up(Json(HealthBody { status: "ok".into() }))
+            HealthResponse::Up(SerdeJson(HealthBody { status: "ok".into() }))
         } else {
             HealthResponse::Down(Json(ErrorDetail { detail: "The database is not answering.".into() }))
         }

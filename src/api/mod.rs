@@ -20,6 +20,7 @@ pub mod pagination;
 pub mod policy;
 pub mod precompressed;
 pub mod recovery;
+pub mod serde_json_body;
 pub mod session;
 pub mod spec;
 pub mod tokens;
@@ -53,7 +54,7 @@ pub enum ApiTags {
 }
 
 /// `{"message": "..."}`
-#[derive(Debug, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct MessageBody {
     pub message: String,
 }
