@@ -29,8 +29,7 @@ fn method_label(method: &poem::http::Method) -> &'static str {
 pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let spec = api::spec::spec_endpoint(&state);
     let docs = api::spec::swagger_ui(&state);
-    let allow = std::sync::Arc::new(api::spec::AllowTable::new(&state));
-    let shared = std::sync::Arc::new(state.clone());
+    let allow = api::spec::AllowTable::new(&state);
     let chains = api::policy::ViewChains::new(&state);
     let metrics = std::sync::Arc::clone(&state.metrics);
     let scrape = metrics_endpoint(&state, true);
@@ -51,7 +50,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/accounts/login", login_page)
         .at("/accounts/logout", logout_page);
     let dispatch = Dispatch { api: Operations::new(api::apis(&state)), others: outside_the_spec };
-    let framed = Framed { inner: dispatch, state: shared, chains, allow };
+    let framed = Framed { inner: dispatch, state, chains, allow };
     Outermost { inner: framed.with(CookieJarManager::new()), headers, metrics }
 }
 
@@ -60,9 +59,9 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
 /// holding the request beside the inner future.
 struct Framed<E> {
     inner: E,
-    state: std::sync::Arc<AppState>,
+    state: AppState,
     chains: std::sync::Arc<api::policy::ViewChains>,
-    allow: std::sync::Arc<api::spec::AllowTable>,
+    allow: api::spec::AllowTable,
 }
 
 impl<E: Endpoint> Endpoint for Framed<E> {
@@ -360,11 +359,6 @@ mod tests {
             assert_eq!(Dispatch::outside_the_spec(path), path == "/accounts", "{path}");
         }
     }
-}
-
-#[cfg(test)]
-mod routed {
-    use super::*;
 
     /// The layers around the routers hold a pointer to the operation's future, not a future
     /// of the router's own with the request inside (see `Routed`).
