@@ -58,8 +58,14 @@ pub fn code(secret: &[u8], offset: i64) -> String {
 }
 
 /// Forgets the user's last accepted step: as if the next 30-second window had come (tests
-/// need more fresh codes than a window has).
+/// need more fresh codes than a window has). Within 5 s of a step's end it first waits for
+/// the next step, so that codes the test computes "one step either side" of now are still
+/// that when the server checks them (a slow run crossed the boundary in between).
 pub async fn next_window(app: &TestApp, username: &str) {
+    let into_step = chrono::Utc::now().timestamp_millis().rem_euclid(30_000);
+    if into_step > 25_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(30_100 - into_step).unwrap())).await;
+    }
     let user = app.user(username).await;
     totp::Entity::update_many()
         .col_expr(totp::Column::LastStep, Expr::value(Option::<i64>::None))
